@@ -315,7 +315,7 @@ def update_issue(db, issue_id: str, now: str, *, severity: str | None = None,
                if value is not None and existing[key] != value}
     if changes:
         db["issues"].update(issue_id, {**changes, "updated_at": now})
-    return issue_view(_row(db, "issues", "id", issue_id))
+    return get_issue(db, issue_id)
 
 
 def close_issue(db, issue_id: str, now: str) -> dict | None:
@@ -325,7 +325,7 @@ def close_issue(db, issue_id: str, now: str) -> dict | None:
         return None
     if existing["closed_at"] is None:
         db["issues"].update(issue_id, {"closed_at": now, "updated_at": now})
-    return issue_view(_row(db, "issues", "id", issue_id))
+    return get_issue(db, issue_id)
 
 
 def close_issues_except(db, customer_id: str, kept_ids: list[str], now: str) -> int:
@@ -342,6 +342,16 @@ def close_issues_except(db, customer_id: str, kept_ids: list[str], now: str) -> 
 def issue_view(row: dict) -> dict:
     """An issue as the API and `customers show --json` present it."""
     return {**row, "open": row["closed_at"] is None}
+
+
+def customer_exists(db, customer_id: str) -> bool:
+    return _row(db, "customers", "customer_id", customer_id) is not None
+
+
+def get_issue(db, issue_id: str) -> dict | None:
+    """An issue (open or closed) as issue_view presents it; None if unknown."""
+    row = _row(db, "issues", "id", issue_id)
+    return issue_view(row) if row else None
 
 
 def customer_view(db, customer_id: str) -> dict | None:
@@ -364,7 +374,7 @@ def customer_view(db, customer_id: str) -> dict | None:
 
 def find_customer_ids(db, phone_or_id: str, default_region: str) -> list[str]:
     """Customers whose id is `phone_or_id`, else whose phone matches it once normalised."""
-    if _row(db, "customers", "customer_id", phone_or_id.strip()):
+    if customer_exists(db, phone_or_id.strip()):
         return [phone_or_id.strip()]
     try:
         phone_e164 = to_e164(phone_or_id, default_region)
