@@ -1,0 +1,86 @@
+"""Categories, cues and products of messages, on the demo flow's texts and their Whisper spellings."""
+import pytest
+
+from audits.classify import classify_messages, classify_text, extract_products, mentions, same_product
+from audits.data import Message
+
+
+@pytest.mark.parametrize("text, category", [
+    ("Upgrade to the brand new Galaxy S7 today and get 50% off your first three months. Ask your agent how.",
+     "promo"),
+    ("Switch to Fiber One Gig home internet and save twenty dollars a month for a year.", "promo"),
+    ("Apply today for the Rewards Visa card with no annual fee.", "promo"),
+    ("Ask your agent about our new personal loan rates.", "promo"),
+    ("Get the new Pixel 9 today.", "promo"),
+    ("Thank you for your patience. Your call is important to us and an agent will be with you shortly.",
+     "reassurance"),
+    ("We appreciate your patience.", "reassurance"),
+    ("You are number 3 in the queue. The estimated wait time is 4 minutes.", "wait"),
+    ("Your estimated wait time is about two minutes.", "wait"),
+    ("We are aware of a network outage affecting customers in the Northeast. Engineers are working on it "
+     "and expect service to be restored by 6 PM today.", "notice"),
+    ("Due to severe weather some stores are closed today.", "notice"),
+    ("Did you know you can view and pay your bill online at any time at example dot com slash billing?", "tip"),
+    ("Save time: visit our website to track your order.", "tip"),
+    ("Press one for billing.", "other"),
+])
+def test_category(text, category):
+    assert classify_text(text)[0] == category
+
+
+@pytest.mark.parametrize("text, category", [
+    # Selling beats thanking: a courtesy line in front of an offer is still a promo.
+    ("Thank you for your patience. Upgrade now to the Unlimited Plus plan.", "promo"),
+    # A notice beats reassurance and a wait announcement.
+    ("We are aware of an outage in your area. Thank you for your patience.", "notice"),
+    ("Thank you for holding. You are number 2 in the queue.", "wait"),
+    # Weak sales words alone do not make a promo: the notice wins.
+    ("Our new plan is to have service restored tonight after the outage.", "notice"),
+    ("We offer our apologies: service will be restored at 6 PM.", "notice"),
+])
+def test_precedence_when_several_categories_match(text, category):
+    assert classify_text(text)[0] == category
+
+
+def test_cue_names_the_words_that_decided():
+    category, cue = classify_text("Upgrade to the brand new Galaxy S7 today and get 50% off.")
+    assert category == "promo"
+    assert cue.startswith("promo cue: 'upgrade', 'brand new'")
+    assert classify_text("Press one for billing.") == ("other", "")
+
+
+def test_cue_does_not_repeat_a_word_inside_a_longer_cue():
+    assert classify_text("Switch to us and save 20 dollars a month.")[1] == \
+        "promo cue: 'switch to', 'save 20', 'a month'"
+
+
+@pytest.mark.parametrize("text, known, products", [
+    ("Upgrade to the brand new Galaxy S7 today.", [], ["Galaxy S7"]),
+    ("Switch to Fiber One Gig home internet.", [], ["Fiber One Gig"]),
+    # Known names win, spelled as the caller's record spells them, whatever Whisper's spacing.
+    ("Upgrade to the brand new Galaxy S 7 today.", ["galaxy s7"], ["galaxy s7"]),
+    ("Switch to Fiber One Gig home internet.", ["Fiber 1G"], ["Fiber 1G"]),
+    ("Get the new I phone 15.", ["iPhone"], ["iPhone"]),
+    ("Ask about the Unlimited Plus plan.", [], ["Unlimited Plus"]),
+    # No capitalised name after new/the/to: nothing invented.
+    ("Upgrade your plan today and save.", [], []),
+    ("Switch to Fiber One Gig. Call us today.", ["Surplus"], ["Fiber One Gig"]),
+])
+def test_products(text, known, products):
+    assert extract_products(text, known) == products
+
+
+def test_product_names_match_whole_words_only():
+    assert not mentions("a surplus of offers", "Plus")
+    assert mentions("fiber one gig", "Fiber 1G")
+    assert same_product("Galaxy S7", "galaxy s 7") and not same_product("Galaxy S7", "Galaxy S8")
+
+
+def test_classify_messages_sets_category_cue_and_promo_products_only():
+    promo = Message("m1", "Upgrade to the brand new Galaxy S7 today.", [0.0], [5.0])
+    notice = Message("m2", "We are aware of an outage in the Northeast.", [10.0], [15.0])
+    classified = classify_messages([promo, notice], known_products=["Galaxy S7"])
+    assert [(m.id, m.category, m.products) for m in classified] == [
+        ("m1", "promo", ["Galaxy S7"]), ("m2", "notice", [])]
+    assert classified[0].cue.startswith("promo cue:") and classified[1].cue.startswith("notice cue:")
+    assert promo.category == "other"  # inputs are not modified
