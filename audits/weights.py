@@ -352,7 +352,7 @@ def load_openai_whisper(name_or_path: str | os.PathLike = "tiny.en"):
     try:
         checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
         return _build_model(checkpoint).eval()
-    except (RuntimeError, KeyError, TypeError, EOFError, OSError) as error:
+    except Exception as error:  # torch.load of a foreign file fails in many ways (pickle, zip, index...)
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelError(f"{checkpoint_path}: not a usable openai-whisper checkpoint ({first_line})") from error
 

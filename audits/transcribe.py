@@ -1,0 +1,241 @@
+"""Speech to text for one speech segment at a time, behind one small interface with two engines.
+
+    engine = load_engine("faster-whisper", "tiny.en")
+    transcript = engine.transcribe(samples, start_s=70.0)   # samples: float32, 16 kHz, mono
+
+Both engines run the same Whisper weights (see audits/weights.py) with the same decoding settings
+(language "en", beam search, temperature 0 only, no conditioning on previous text), so they give the
+same text: on the test audio their tokens and log-probabilities are identical. Output that looks like
+one of Whisper's known hallucinations is returned as "" (see `hallucination`).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from audits.data import SAMPLE_RATE, Transcript
+from audits.weights import ModelError
+
+ENGINES = ("openai-whisper", "faster-whisper")
+DEFAULT_ENGINE = "openai-whisper"
+DEFAULT_MODEL = "tiny.en"
+# Beam search as openai-whisper's CLI does; greedy (1) is about twice as fast but hears a little less.
+DEFAULT_BEAM_SIZE = 5
+
+# Temperature 0 only, no fallback to sampling: identical audio must give identical text (plays of one
+# message are grouped by their text, and the two engines must agree). The fallback only kicks in when
+# avg_logprob < -1 or compression_ratio > 2.4; on clear speech that did not happen once, on music and
+# noise it just samples different nonsense, which the guard below rejects anyway.
+TEMPERATURE = 0.0
+
+# Hallucination guard thresholds. The first two are Whisper's own defaults
+# (no_speech_threshold=0.6, logprob_threshold=-1.0): it skips a window when the model thinks there is
+# no speech AND is unsure of its text. Measured here (tiny.en): silence, noise, hum and synthetic music
+# give no_speech_prob 0.87-0.95 with avg_logprob -0.97 to -1.42; espeak speech 0.08-0.65 with -0.5 to -0.94.
+NO_SPEECH_PROB_MAX = 0.6
+AVG_LOGPROB_MIN = -1.0
+# Whisper's repetition test: gzip compresses looping text ("beep beep beep ...", measured 29 on a pure
+# tone) far better than speech (0.8-1.0 on short sentences).
+COMPRESSION_RATIO_MAX = 2.4
+# Short fillers Whisper says on non-speech ("You" on silence at avg_logprob -0.97, just inside the
+# logprob rule). They can be real speech, so they are dropped only when the model also leans towards
+# "no speech" - above this it is more likely non-speech than speech.
+FILLER_NO_SPEECH_PROB_MIN = 0.5
+FILLER_PHRASES = frozenset({
+    "you", "thank you", "thank you very much", "thanks", "bye", "bye bye", "okay", "oh", "uh", "um",
+    "hmm", "so", "i", "the end", "music", "applause", "silence",
+})
+# Lines from the subtitles Whisper was trained on (credits, video outros). Nobody says them on a hold
+# line, so they are dropped whatever the scores.
+PHANTOM_PATTERN = re.compile(
+    r"thanks? (you )?for watching|(subtitles|captions|transcription|transcribed|translated|translation)"
+    r" by|amara org|please subscribe|like and subscribe|subscribe to (my|the|our) channel"
+    r"|see you (in the )?next (video|time)")
+# Sound-event annotations Whisper writes instead of words: [Music], (upbeat music), *laughs*, music notes.
+ANNOTATION_PATTERN = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*|[♪♫♬🎵🎶]+")
+
+
+@dataclass
+class Decoded:
+    """One segment as a Whisper engine returns it."""
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+    n_tokens: int
+
+
+def hallucination(decoded: Decoded) -> str | None:
+    """Why this decoded text should not be trusted, or None when it looks like real speech."""
+    words = normalise(strip_annotations(decoded.text))
+    if not words:
+        return "no words (only punctuation or sound annotations)"
+    if decoded.no_speech_prob > NO_SPEECH_PROB_MAX and decoded.avg_logprob < AVG_LOGPROB_MIN:
+        return f"no_speech_prob {decoded.no_speech_prob:.2f} with avg_logprob {decoded.avg_logprob:.2f}"
+    if decoded.compression_ratio > COMPRESSION_RATIO_MAX:
+        return f"repetitive text (compression ratio {decoded.compression_ratio:.1f})"
+    if PHANTOM_PATTERN.search(words):
+        return f"subtitle phantom {words!r}"
+    if words in FILLER_PHRASES and decoded.no_speech_prob > FILLER_NO_SPEECH_PROB_MIN:
+        return f"filler {words!r} with no_speech_prob {decoded.no_speech_prob:.2f}"
+    return None
+
+
+def strip_annotations(text: str) -> str:
+    """Text without Whisper's sound annotations ([Music], (laughs), ♪), whitespace collapsed."""
+    return " ".join(ANNOTATION_PATTERN.sub(" ", text).split())
+
+
+def normalise(text: str) -> str:
+    """Lower case words only: punctuation dropped, whitespace collapsed (for comparing transcripts)."""
+    return " ".join(re.sub(r"[^\w\s']|_", " ", text.lower()).replace("'", "").split())
+
+
+def combine(decoded: list[Decoded], start_s: float, end_s: float) -> Transcript:
+    """One Transcript from an engine's segments: the trusted ones' text, their token-weighted scores.
+
+    When nothing is trusted the text is "" and the scores are those of everything decoded, so a reader
+    can see why it was rejected.
+    """
+    trusted = [segment for segment in decoded if hallucination(segment) is None]
+    scored = trusted or decoded
+    if not scored:
+        return Transcript(start_s=start_s, end_s=end_s, text="")
+    weights = np.array([max(segment.n_tokens, 1) for segment in scored], dtype=float)
+    return Transcript(
+        start_s=start_s,
+        end_s=end_s,
+        text=" ".join(strip_annotations(segment.text) for segment in trusted),
+        avg_logprob=float(np.average([segment.avg_logprob for segment in scored], weights=weights)),
+        no_speech_prob=float(max(segment.no_speech_prob for segment in scored)),
+        compression_ratio=float(max(segment.compression_ratio for segment in scored)),
+    )
+
+
+class Transcriber:
+    """A loaded Whisper engine. `transcribe` takes one speech segment and returns one Transcript."""
+
+    engine = ""
+
+    def __init__(self, model: str, beam_size: int, threads: int):
+        self.model, self.beam_size, self.threads = str(model), beam_size, threads
+
+    def transcribe(self, samples: np.ndarray, start_s: float = 0.0) -> Transcript:
+        """Transcribe one speech segment (float32, 16 kHz, mono) that starts `start_s` into the recording."""
+        samples = np.ascontiguousarray(samples, dtype=np.float32)
+        if samples.ndim != 1:
+            raise ValueError(f"transcribe needs mono samples (1-D), got shape {samples.shape}")
+        end_s = start_s + len(samples) / SAMPLE_RATE
+        decoded = self._decode(samples) if len(samples) else []
+        return combine(decoded, start_s, end_s)
+
+    def transcribe_many(self, clips: list[np.ndarray], starts_s: list[float] | None = None) -> list[Transcript]:
+        """`transcribe` for each clip, in order; `starts_s` defaults to 0.0 for every clip."""
+        starts_s = [0.0] * len(clips) if starts_s is None else starts_s
+        if len(starts_s) != len(clips):
+            raise ValueError(f"{len(clips)} clips but {len(starts_s)} start times")
+        return [self.transcribe(clip, start_s) for clip, start_s in zip(clips, starts_s)]
+
+    def _decode(self, samples: np.ndarray) -> list[Decoded]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.engine} model={self.model} beam_size={self.beam_size}>"
+
+
+class OpenAIWhisper(Transcriber):
+    """openai-whisper (PyTorch) on the converted checkpoint, float32 on the CPU."""
+
+    engine = "openai-whisper"
+
+    def __init__(self, model: str = DEFAULT_MODEL, beam_size: int = DEFAULT_BEAM_SIZE, threads: int = 0):
+        import torch
+
+        from audits.weights import load_openai_whisper
+
+        super().__init__(model, beam_size, threads)
+        if threads:
+            torch.set_num_threads(threads)  # process-wide: torch has no per-model thread count
+        self.whisper_model = load_openai_whisper(model)
+
+    def _decode(self, samples: np.ndarray) -> list[Decoded]:
+        result = self.whisper_model.transcribe(
+            samples, language="en", fp16=False, temperature=TEMPERATURE, beam_size=self.beam_size,
+            condition_on_previous_text=False,
+            no_speech_threshold=None,  # keep every window: our guard decides, the same for both engines
+            verbose=None)
+        return [Decoded(segment["text"], segment["avg_logprob"], segment["no_speech_prob"],
+                        segment["compression_ratio"], len(segment["tokens"]))
+                for segment in result["segments"]]
+
+
+class FasterWhisper(Transcriber):
+    """faster-whisper (CTranslate2) on the packaged model folder."""
+
+    engine = "faster-whisper"
+
+    def __init__(self, model: str = DEFAULT_MODEL, beam_size: int = DEFAULT_BEAM_SIZE, threads: int = 0,
+                 compute_type: str = "float32"):
+        from audits.weights import ct2_model_dir
+
+        super().__init__(model, beam_size, threads)
+        model_dir = ct2_model_dir(model)  # sets HF_HUB_OFFLINE before faster_whisper is imported
+        from faster_whisper import WhisperModel
+
+        self.compute_type = compute_type
+        try:
+            self.whisper_model = WhisperModel(str(model_dir), device="cpu", compute_type=compute_type,
+                                              cpu_threads=threads or os.cpu_count() or 1, local_files_only=True)
+        except (RuntimeError, ValueError, OSError) as error:
+            raise ModelError(f"{model_dir}: faster-whisper cannot load it ({str(error).strip()})") from error
+
+    def _decode(self, samples: np.ndarray) -> list[Decoded]:
+        segments, _info = self.whisper_model.transcribe(
+            samples, language="en", temperature=TEMPERATURE, beam_size=self.beam_size,
+            condition_on_previous_text=False, no_speech_threshold=None, vad_filter=False)
+        return [Decoded(segment.text, segment.avg_logprob, segment.no_speech_prob,
+                        segment.compression_ratio, len(segment.tokens))
+                for segment in segments]
+
+
+def load_engine(engine: str = DEFAULT_ENGINE, model: str = DEFAULT_MODEL, *, beam_size: int = DEFAULT_BEAM_SIZE,
+                threads: int = 0, compute_type: str = "float32") -> Transcriber:
+    """Load a speech engine: "openai-whisper" or "faster-whisper", a model name (tiny.en) or path.
+
+    `threads` 0 means the library's default (all cores). `compute_type` applies to faster-whisper only.
+    Raises ModelError with a one-line message for an unknown engine, model name or unusable path.
+    """
+    _check_engine(engine)
+    if engine == "openai-whisper":
+        return OpenAIWhisper(model, beam_size=beam_size, threads=threads)
+    return FasterWhisper(model, beam_size=beam_size, threads=threads, compute_type=compute_type)
+
+
+def _check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise ModelError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
+
+
+@functools.lru_cache(maxsize=4)
+def shared_engine(engine: str = DEFAULT_ENGINE, model: str = DEFAULT_MODEL, *, beam_size: int = DEFAULT_BEAM_SIZE,
+                  threads: int = 0, compute_type: str = "float32") -> Transcriber:
+    """`load_engine`, but loaded once per process: call it inside worker processes with plain arguments.
+
+    Convert the checkpoint in the parent first (`prepare_model`), so workers do not all convert it.
+    """
+    return load_engine(engine, model, beam_size=beam_size, threads=threads, compute_type=compute_type)
+
+
+def prepare_model(engine: str = DEFAULT_ENGINE, model: str = DEFAULT_MODEL) -> None:
+    """Check the engine and model exist and do the one-off conversion, without loading the model."""
+    from audits.weights import ct2_model_dir, openai_whisper_checkpoint
+
+    _check_engine(engine)
+    if engine == "faster-whisper":
+        ct2_model_dir(model)
+    elif not os.path.isfile(os.path.expanduser(str(model))):
+        openai_whisper_checkpoint(model)

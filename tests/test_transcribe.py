@@ -1,0 +1,130 @@
+"""Both Whisper engines hear real generated speech, agree with each other, and return "" on non-speech."""
+import numpy as np
+import pytest
+from rapidfuzz import fuzz
+
+from audits.data import SAMPLE_RATE
+from audits.transcribe import Decoded, ModelError, hallucination, load_engine, normalise, shared_engine
+from tests.speech import speak
+
+SENTENCE = "Upgrade to the brand new Galaxy S7 today"
+ENGINES = ["openai-whisper", "faster-whisper"]
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def engine(request):
+    return shared_engine(request.param)
+
+
+@pytest.fixture(scope="session")
+def sentence_samples():
+    return speak(SENTENCE)
+
+
+def synthetic_music(duration_s: float = 4.0, seed: int = 0) -> np.ndarray:
+    """Hold-music stand-in: random notes with harmonics and a struck-string decay, over a bass note."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(duration_s * SAMPLE_RATE)) / SAMPLE_RATE
+    music = np.zeros_like(t)
+    beat_s = 0.6
+    for start_s in np.arange(0, duration_s, beat_s):
+        since_s = np.clip(t - start_s, 0, None) * (t >= start_s)
+        pitch_hz = rng.choice([261.63, 293.66, 329.63, 392.0, 440.0, 523.25])
+        envelope = (t >= start_s) * np.exp(-2.5 * since_s)
+        for harmonic in range(1, 7):
+            music += envelope * 0.6 ** harmonic * np.sin(2 * np.pi * pitch_hz * harmonic * since_s)
+        music += 0.5 * envelope * np.sin(np.pi * pitch_hz * since_s)  # an octave below
+    return (0.3 * music / np.abs(music).max()).astype(np.float32)
+
+
+NON_SPEECH = {
+    "silence": lambda: np.zeros(3 * SAMPLE_RATE, np.float32),
+    "line noise": lambda: (0.05 * np.random.default_rng(1).standard_normal(3 * SAMPLE_RATE)).astype(np.float32),
+    "music": synthetic_music,
+    "other music": lambda: synthetic_music(seed=3),
+    "beep tone": lambda: (0.3 * np.sin(2 * np.pi * 440 * np.arange(4 * SAMPLE_RATE) / SAMPLE_RATE)).astype(np.float32),
+}
+
+
+def test_engine_hears_the_sentence(engine, sentence_samples):
+    transcript = engine.transcribe(sentence_samples, start_s=70.0)
+    assert fuzz.ratio(normalise(transcript.text), normalise(SENTENCE)) >= 80, transcript.text
+    assert "galaxy s7" in normalise(transcript.text)
+    assert transcript.start_s == 70.0
+    assert transcript.end_s == pytest.approx(70.0 + len(sentence_samples) / SAMPLE_RATE)
+    assert -1.0 < transcript.avg_logprob < 0 and 0 <= transcript.no_speech_prob < 0.6
+    assert 0 < transcript.compression_ratio < 2.4
+
+
+def test_engines_agree_on_the_same_audio(sentence_samples):
+    heard = [shared_engine(name).transcribe(sentence_samples) for name in ENGINES]
+    assert fuzz.ratio(normalise(heard[0].text), normalise(heard[1].text)) >= 95
+    assert heard[0].avg_logprob == pytest.approx(heard[1].avg_logprob, abs=0.05)
+    assert heard[0].no_speech_prob == pytest.approx(heard[1].no_speech_prob, abs=0.05)
+
+
+@pytest.mark.parametrize("kind", NON_SPEECH)
+def test_non_speech_gives_no_text(engine, kind):
+    transcript = engine.transcribe(NON_SPEECH[kind](), start_s=5.0)
+    assert transcript.text == ""
+    assert transcript.start_s == 5.0
+
+
+def test_transcribe_many_keeps_order_and_start_times(sentence_samples):
+    engine = shared_engine("faster-whisper")
+    silence = np.zeros(SAMPLE_RATE, np.float32)
+    transcripts = engine.transcribe_many([silence, sentence_samples], starts_s=[1.0, 12.0])
+    assert [t.start_s for t in transcripts] == [1.0, 12.0]
+    assert transcripts[0].text == "" and "galaxy" in normalise(transcripts[1].text)
+
+
+def test_empty_segment_gives_no_text():
+    transcript = shared_engine("faster-whisper").transcribe(np.zeros(0, np.float32), start_s=3.0)
+    assert (transcript.text, transcript.start_s, transcript.end_s) == ("", 3.0, 3.0)
+
+
+def test_stereo_samples_are_refused():
+    with pytest.raises(ValueError, match="mono"):
+        shared_engine("faster-whisper").transcribe(np.zeros((2, SAMPLE_RATE), np.float32))
+
+
+def test_shared_engine_loads_once_per_process():
+    assert shared_engine("faster-whisper") is shared_engine("faster-whisper")
+
+
+@pytest.mark.parametrize("text, no_speech_prob, avg_logprob, rejected", [
+    (" Thanks for watching!", 0.05, -0.2, True),  # subtitle phantom, whatever the scores
+    (" Subtitles by the Amara.org community", 0.1, -0.3, True),
+    (" You", 0.95, -0.97, True),  # silence's usual filler
+    (" Thank you.", 0.1, -0.3, False),  # the same kind of filler, clearly spoken
+    (" [Music]", 0.2, -0.3, True),
+    (" ♪ ♪", 0.2, -0.3, True),
+    (" Thank you very much.", 0.88, -1.25, True),  # Whisper's own no-speech rule
+    (" Please stay on the line.", 0.65, -0.8, False),  # a quiet voice: unsure of speech, sure of words
+    (" beep" * 40, 0.5, -0.05, True),  # repetition
+    (" Subscribe to our premium plan today.", 0.1, -0.3, False),  # a promo, not a YouTube outro
+])
+def test_hallucination_guard(text, no_speech_prob, avg_logprob, rejected):
+    from whisper.utils import compression_ratio
+
+    decoded = Decoded(text, avg_logprob, no_speech_prob, compression_ratio(text), n_tokens=8)
+    assert (hallucination(decoded) is not None) == rejected
+
+
+def test_annotations_are_stripped_from_kept_text():
+    from audits.transcribe import combine
+
+    decoded = [Decoded(" (upbeat music) Welcome to Acme support.", -0.3, 0.1, 1.0, 9)]
+    assert combine(decoded, 0.0, 3.0).text == "Welcome to Acme support."
+
+
+def test_unknown_engine_is_a_one_line_error():
+    with pytest.raises(ModelError, match="unknown engine 'whisper-cpp': choose one of openai-whisper, faster-whisper"):
+        load_engine("whisper-cpp")
+
+
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_unknown_model_is_a_one_line_error(engine_name):
+    with pytest.raises(ModelError, match=r"unknown model 'huge\.en'") as error:
+        load_engine(engine_name, "huge.en")
+    assert "\n" not in str(error.value)
