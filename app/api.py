@@ -107,7 +107,7 @@ def _found(view: dict | None, what: str, key: str) -> dict:
 
 
 @bp.get("/customers/<customer_id>")
-def get_customer(customer_id):
+def show_customer(customer_id):
     return jsonify(_found(customer_view(get_db(), customer_id), "customer", customer_id))
 
 
@@ -147,7 +147,7 @@ def open_issue(customer_id):
 
 
 @bp.get("/issues/<issue_id>")
-def get_issue(issue_id):
+def show_issue(issue_id):
     return jsonify(_found(get_issue(get_db(), issue_id), "issue", issue_id))
 
 

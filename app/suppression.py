@@ -122,7 +122,7 @@ def export_command(out_path, min_severity, db_path):
     """
     rows = suppression_rows(open_existing_db(db_path), datetime.now(timezone.utc), min_severity)
     if out_path is None:
-        write_csv(rows, click.get_text_stream("stdout"))
+        click.echo(suppression_csv(rows), nl=False)
         return
     try:
         write_csv_atomically(rows, out_path)

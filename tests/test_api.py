@@ -1,0 +1,230 @@
+"""The CRM JSON API against a real SQLite file, through the Flask test client."""
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlite_utils.db import NotFoundError
+
+from app import create_app
+from app.customers import import_customers
+from app.db import connect
+from tests.conftest import API_TOKEN
+
+DEMO_CUSTOMERS = Path(__file__).parent.parent / "app" / "demo_data" / "customers.json"
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+@pytest.fixture
+def demo_db(db_path):
+    db = connect(db_path)
+    import_customers(db, DEMO_CUSTOMERS, "US")
+    db.conn.close()
+    return db_path
+
+
+def stored_issue(db_path, issue_id):
+    """Read through a separate connection, as the webhook process would."""
+    db = connect(db_path)
+    try:
+        return db["issues"].get(issue_id)
+    finally:
+        db.conn.close()
+
+
+def snapshot(db_path):
+    """Every customer and issue row, to show a refused request wrote nothing."""
+    db = connect(db_path)
+    try:
+        return [list(db[table].rows) for table in ("customers", "issues")]
+    finally:
+        db.conn.close()
+
+
+# --- auth ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("headers", [
+    {},
+    {"Authorization": "Bearer wrong-token"},
+    {"Authorization": f"Basic {API_TOKEN}"},
+    {"Authorization": API_TOKEN},
+])
+def test_missing_or_wrong_token_is_401(client, demo_db, headers):
+    response = client.get("/api/customers/C-1001", headers=headers)
+    assert response.status_code == 401
+    assert "Bearer" in response.get_json()["error"]
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_writes_without_a_token_change_nothing(client, demo_db):
+    response = client.post("/api/customers/C-1003/issues", json={"id": "CASE-9", "severity": "high"})
+    assert response.status_code == 401
+    with pytest.raises(NotFoundError):
+        stored_issue(demo_db, "CASE-9")
+
+
+def test_unconfigured_token_is_503_never_open(db_path):
+    app = create_app({"TESTING": True, "HOLDGUARD_DB": str(db_path), "HOLDGUARD_API_TOKEN": ""})
+    response = app.test_client().get("/api/customers/C-1001", headers={"Authorization": "Bearer "})
+    assert response.status_code == 503
+    assert "HOLDGUARD_API_TOKEN is not set" in response.get_json()["error"]
+
+
+# --- issues -------------------------------------------------------------------------
+
+def test_open_issue_is_written_at_once(client, demo_db):
+    response = client.post("/api/customers/C-1003/issues", headers=AUTH, json={
+        "id": "CASE-2001", "severity": "Medium", "summary": "No signal at home",
+        "opened_at": "2026-11-24T08:30:00+01:00"})
+    assert response.status_code == 201
+    body = response.get_json()
+    assert (body["id"], body["customer_id"], body["severity"], body["open"]) == ("CASE-2001", "C-1003", "medium", True)
+    stored = stored_issue(demo_db, "CASE-2001")
+    assert (stored["opened_at"], stored["closed_at"]) == ("2026-11-24T07:30:00Z", None)
+
+
+def test_open_issue_without_opened_at_is_opened_now(client, demo_db):
+    response = client.post("/api/customers/C-1003/issues", headers=AUTH, json={"id": "CASE-1", "severity": "low"})
+    assert response.status_code == 201
+    body = response.get_json()
+    assert body["opened_at"].endswith("Z") and body["opened_at"] == body["updated_at"]
+    assert body["summary"] == ""
+
+
+def test_reposting_an_issue_is_an_update_not_a_duplicate(client, demo_db):
+    first = {"id": "CASE-1", "severity": "low", "summary": "a"}
+    assert client.post("/api/customers/C-1003/issues", headers=AUTH, json=first).status_code == 201
+    client.post("/api/issues/CASE-1/close", headers=AUTH)
+    again = client.post("/api/customers/C-1003/issues", headers=AUTH, json={**first, "severity": "high"})
+    assert again.status_code == 200
+    assert (again.get_json()["severity"], again.get_json()["closed_at"]) == ("high", None)  # reopened
+
+
+def test_patch_updates_severity_and_summary(client, demo_db):
+    response = client.patch("/api/issues/CASE-1042", headers=AUTH, json={"severity": "critical"})
+    assert response.status_code == 200
+    assert response.get_json()["severity"] == "critical"
+    assert response.get_json()["summary"] == "Galaxy S7 reboots during calls"
+    response = client.patch("/api/issues/CASE-1042", headers=AUTH, json={"summary": "Reboots, replacement sent"})
+    stored = stored_issue(demo_db, "CASE-1042")
+    assert (stored["severity"], stored["summary"]) == ("critical", "Reboots, replacement sent")
+    assert stored["opened_at"] == "2026-11-20T09:12:00Z"
+
+
+def test_close_sets_closed_at_now_and_is_idempotent(client, demo_db):
+    response = client.post("/api/issues/CASE-1042/close", headers=AUTH)
+    assert response.status_code == 200
+    closed_at = response.get_json()["closed_at"]
+    assert closed_at.endswith("Z") and response.get_json()["open"] is False
+    assert stored_issue(demo_db, "CASE-1042")["closed_at"] == closed_at
+    again = client.post("/api/issues/CASE-1042/close", headers=AUTH)
+    assert again.get_json()["closed_at"] == closed_at
+    customer = client.get("/api/customers/C-1001", headers=AUTH).get_json()
+    assert customer["open_issues"] == []
+
+
+def test_get_issue(client, demo_db):
+    response = client.get("/api/issues/CASE-1042", headers=AUTH)
+    assert response.status_code == 200 and response.get_json()["customer_id"] == "C-1001"
+
+
+# --- customers and products ---------------------------------------------------------------
+
+def test_put_products_replaces_the_list(client, demo_db):
+    response = client.put("/api/customers/C-1003/products", headers=AUTH,
+                          json={"products": ["Galaxy S7", " Fiber 1G "]})
+    assert response.status_code == 200
+    assert response.get_json()["products"] == ["Galaxy S7", "Fiber 1G"]
+    assert snapshot(demo_db)[0][2]["products"] == '["Galaxy S7", "Fiber 1G"]'
+
+
+def test_put_customer_creates_then_updates(client, demo_db):
+    created = client.put("/api/customers/C-2000", headers=AUTH, json={
+        "phone": "(555) 555-0150", "name": "Ria", "products": ["Fiber 1G"], "marketing_opt_out": "yes"})
+    assert created.status_code == 201
+    body = created.get_json()
+    assert (body["phone_e164"], body["marketing_opt_out"], body["open_issues"]) == ("+15555550150", True, [])
+    updated = client.put("/api/customers/C-2000", headers=AUTH, json={"marketing_opt_out": False})
+    assert updated.status_code == 200
+    assert (updated.get_json()["marketing_opt_out"], updated.get_json()["name"]) == (False, "Ria")
+
+
+# --- 400 / 404 / 409 -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("method, path, body, error", [
+    ("post", "/api/customers/C-1001/issues", {"id": "X-1", "severity": "urgent"},
+     "field 'severity': 'urgent' is not one of low|medium|high|critical"),
+    ("post", "/api/customers/C-1001/issues", {"severity": "low"}, "field 'id': missing"),
+    ("post", "/api/customers/C-1001/issues", {"id": "X-1"}, "field 'severity': missing"),
+    ("post", "/api/customers/C-1001/issues", {"id": "X-1", "severity": "low", "opened_at": "today"},
+     "field 'opened_at': 'today' is not an ISO 8601 timestamp (e.g. 2026-11-20T09:12:00Z)"),
+    ("post", "/api/customers/C-1001/issues", {"id": "X-1", "severty": "low"},
+     "field 'severty': unknown field (allowed: id, severity, summary, opened_at)"),
+    ("patch", "/api/issues/CASE-1042", {"severity": "urgent"},
+     "field 'severity': 'urgent' is not one of low|medium|high|critical"),
+    ("patch", "/api/issues/CASE-1042", {}, "nothing to update: give severity and/or summary"),
+    ("patch", "/api/issues/CASE-1042", {"closed_at": None},
+     "field 'closed_at': unknown field (allowed: severity, summary)"),
+    ("put", "/api/customers/C-1001/products", {"products": [1, 2]},
+     "field 'products': [1, 2] is not a list of product names"),
+    ("put", "/api/customers/C-1001/products", {}, "field 'products': missing"),
+    ("put", "/api/customers/C-1001", {"phone": "12"},
+     "field 'phone': '12' is not a valid phone number (too short)"),
+    ("put", "/api/customers/C-3000", {"name": "No Phone"},
+     "field 'phone': missing (required for a new customer)"),
+])
+def test_validation_errors_are_400_and_write_nothing(client, demo_db, method, path, body, error):
+    before = snapshot(demo_db)
+    response = getattr(client, method)(path, headers=AUTH, json=body)
+    assert response.status_code == 400
+    assert response.get_json()["error"] == error
+    assert snapshot(demo_db) == before
+
+
+def test_non_json_body_is_400(client, demo_db):
+    response = client.post("/api/customers/C-1001/issues", headers=AUTH, data="id=X")
+    assert response.status_code == 400
+    assert "JSON object" in response.get_json()["error"]
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("get", "/api/customers/C-404", None),
+    ("post", "/api/customers/C-404/issues", {"id": "X-1", "severity": "low"}),
+    ("put", "/api/customers/C-404/products", {"products": []}),
+    ("get", "/api/issues/CASE-404", None),
+    ("patch", "/api/issues/CASE-404", {"severity": "low"}),
+    ("post", "/api/issues/CASE-404/close", None),
+])
+def test_unknown_customer_or_issue_is_404(client, demo_db, method, path, body):
+    before = snapshot(demo_db)
+    response = getattr(client, method)(path, headers=AUTH, json=body)
+    assert response.status_code == 404
+    assert response.get_json()["error"].startswith(("no customer", "no issue"))
+    assert snapshot(demo_db) == before
+
+
+def test_issue_id_of_another_customer_is_409(client, demo_db):
+    response = client.post("/api/customers/C-1002/issues", headers=AUTH, json={"id": "CASE-1042", "severity": "low"})
+    assert response.status_code == 409
+    assert "belongs to customer 'C-1001'" in response.get_json()["error"]
+    assert stored_issue(demo_db, "CASE-1042")["severity"] == "high"
+
+
+def test_missing_database_is_503(tmp_path):
+    app = create_app({"TESTING": True, "HOLDGUARD_DB": str(tmp_path / "none.db"), "HOLDGUARD_API_TOKEN": API_TOKEN})
+    response = app.test_client().get("/api/customers/C-1", headers=AUTH)
+    assert response.status_code == 503
+    assert "holdguard db init" in response.get_json()["error"]
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_locked_database_is_503_with_retry_after(client, demo_db):
+    blocker = sqlite3.connect(demo_db)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        response = client.post("/api/issues/CASE-1042/close", headers=AUTH)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert stored_issue(demo_db, "CASE-1042")["closed_at"] is None
