@@ -1,4 +1,207 @@
-"""Twilio webhooks (placeholder until the webhook work lands)."""
-from flask import Blueprint
+"""Twilio webhooks: put a call in a queue, choose each hold answer, record how the wait ended.
+
+    POST /twilio/voice         <Enqueue> into the queue (config HOLDGUARD_QUEUE, or ?queue=NAME)
+    POST /twilio/wait          one short answer per request, chosen by app.policy.decide
+    POST /twilio/queue-result  QueueResult / QueueTime of a finished wait
+
+Every request must carry a valid X-Twilio-Signature for PUBLIC_BASE_URL + path
+(+ query string); otherwise 403 and nothing is logged as played.
+
+/twilio/wait fails closed: whatever goes wrong (database missing, locked or
+corrupt, queue without a flow, a bug) it answers music only, within about a
+second, and logs the fault. Each answer is a single <Play> or <Say>. Twilio
+plays a <Play> URL to its end and then requests the wait URL again, so a
+"music chunk" is one track: queue music files should be about music_chunk_s
+long. Longer tracks are still safe: the policy measures hold time with
+Twilio's QueueTime, so a long track only delays its next decision.
+"""
+import functools
+import logging
+import sqlite3
+from datetime import datetime, timezone
+from urllib.parse import urlencode
+
+from flask import Blueprint, Response, abort, current_app, request
+from twilio.request_validator import RequestValidator
+from twilio.twiml.voice_response import VoiceResponse
+
+from app import callers
+from app.policy import Decision, QueueData, decide, fallback_decision
 
 bp = Blueprint("twilio_hold", __name__, url_prefix="/twilio")
+log = logging.getLogger(__name__)
+
+SORRY_TEXT = "We are sorry, we cannot take your call right now. Please call again later."
+FAILED_QUEUE_RESULTS = ("queue-full", "error", "system-error")
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def app_now() -> datetime:
+    """The app's clock: config HOLDGUARD_CLOCK if set (`holdguard simulate` sets a simulated one)."""
+    return current_app.config.get("HOLDGUARD_CLOCK", utc_now)()
+
+
+def public_url(path: str) -> str:
+    """The URL Twilio uses for `path` (signatures are computed on it, not on what Flask sees)."""
+    return current_app.config["PUBLIC_BASE_URL"].rstrip("/") + path
+
+
+def _requested_public_url() -> str:
+    query = request.query_string.decode("latin-1")
+    return public_url(request.path + (f"?{query}" if query else ""))
+
+
+def twilio_signed(view):
+    """Refuse (403) a request whose X-Twilio-Signature is missing or wrong."""
+    @functools.wraps(view)
+    def checked(*args, **kwargs):
+        token = current_app.config.get("TWILIO_AUTH_TOKEN")
+        signature = request.headers.get("X-Twilio-Signature")
+        url = _requested_public_url()
+        if not token:
+            log.error("TWILIO_AUTH_TOKEN is not set: every Twilio webhook is refused")
+            abort(403)
+        if not signature or not RequestValidator(token).validate(url, request.form, signature):
+            log.warning("403: %s signature for %s", "wrong" if signature else "no", url)
+            abort(403)
+        return view(*args, **kwargs)
+    return checked
+
+
+def _twiml(response: VoiceResponse) -> Response:
+    return Response(str(response), mimetype="text/xml")
+
+
+def _queue_name() -> str:
+    return request.args.get("queue") or current_app.config["HOLDGUARD_QUEUE"]
+
+
+def _caller_e164() -> str | None:
+    return callers.normalize_phone(request.form.get("From"), current_app.config["HOLDGUARD_DEFAULT_REGION"])
+
+
+def _raw_caller() -> str:
+    """How the log names a caller whose caller id is no phone number ("anonymous", empty)."""
+    return request.form.get("From") or "unknown"
+
+
+def _form_number(*names: str) -> float | None:
+    for name in names:
+        try:
+            return float(request.form[name])
+        except (KeyError, ValueError):
+            continue
+    return None
+
+
+def queue_data_from_request() -> QueueData:
+    """Twilio's live queue parameters (AvgQueueTime was AverageQueueTime in older docs)."""
+    position = _form_number("QueuePosition")
+    size = _form_number("CurrentQueueSize")
+    return QueueData(
+        queue_time_s=_form_number("QueueTime"),
+        avg_queue_time_s=_form_number("AvgQueueTime", "AverageQueueTime"),
+        position=int(position) if position is not None else None,
+        queue_size=int(size) if size is not None else None,
+    )
+
+
+def answer(decision: Decision) -> VoiceResponse:
+    """The TwiML for one decision: a single <Play> or <Say>."""
+    response = VoiceResponse()
+    if decision.segment.play:
+        response.play(decision.segment.play)
+    else:
+        response.say(decision.segment.say)
+    return response
+
+
+def _record_quietly(what: str, record, *args) -> None:
+    """Write for a webhook that must answer anyway: a failure is logged, never raised."""
+    try:
+        record(callers.webhook_db(current_app.config["HOLDGUARD_DB"]), *args)
+    except Exception:
+        log.exception("%s %s: could not record it", what, request.form.get("CallSid"))
+        callers.discard_webhook_db()
+
+
+@bp.post("/voice")
+@twilio_signed
+def voice():
+    """Answer an incoming call by putting it in the hold queue."""
+    queue_name = _queue_name()
+    caller_key = _caller_e164() or _raw_caller()
+    _record_quietly("voice", callers.record_call_start, request.form.get("CallSid", ""), caller_key, None,
+                    queue_name, app_now())
+    query = "?" + urlencode({"queue": queue_name})
+    response = VoiceResponse()
+    response.enqueue(queue_name, wait_url=public_url("/twilio/wait" + query), wait_url_method="POST",
+                     action=public_url("/twilio/queue-result" + query), method="POST")
+    return _twiml(response)
+
+
+@bp.post("/wait")
+@twilio_signed
+def wait():
+    """The next hold answer for this call, logged with its reason; music only if anything fails."""
+    call_sid = request.form.get("CallSid", "")
+    queue_name, caller_e164, now = _queue_name(), _caller_e164(), app_now()
+    caller_key = caller_e164 or _raw_caller()
+    queue_data = queue_data_from_request()
+    db = inputs = None
+    try:
+        if not call_sid:
+            raise ValueError("wait request without CallSid")
+        db = callers.webhook_db(current_app.config["HOLDGUARD_DB"])
+        inputs = callers.load_inputs(db, call_sid, caller_e164, queue_name, now)
+        decision = decide(inputs.caller, inputs.call, inputs.history, inputs.queue, inputs.catalog,
+                          queue_data, now)
+        callers.record_play(db, call_sid, caller_key, _customer_id(inputs), queue_name, decision, now,
+                            _at_s(queue_data, inputs))
+    except Exception as error:
+        log.exception("wait %s: answering fallback music", call_sid or "(no CallSid)")
+        decision = fallback_decision(inputs.queue if inputs else None,
+                                     f"fallback music: {type(error).__name__}: {error}")
+        _log_fallback(db, error, call_sid, caller_key, inputs, queue_name, decision, now, queue_data)
+        if isinstance(error, (sqlite3.Error, OSError)):
+            callers.discard_webhook_db()  # the next request reconnects afresh
+    return _twiml(answer(decision))
+
+
+def _customer_id(inputs) -> str | None:
+    return inputs.caller.customer_id if inputs and inputs.caller else None
+
+
+def _at_s(queue_data: QueueData, inputs) -> float:
+    """How far into the hold this answer starts: QueueTime, else the logged durations so far."""
+    if queue_data.queue_time_s is not None:
+        return queue_data.queue_time_s
+    return sum(p.duration_s for p in inputs.call.plays) if inputs else 0.0
+
+
+def _log_fallback(db, error, call_sid, caller_key, inputs, queue_name, decision, now, queue_data) -> None:
+    """Log the fallback answer if the database can take it; a lock would only make Twilio wait."""
+    locked = isinstance(error, sqlite3.OperationalError) and ("locked" in str(error) or "busy" in str(error))
+    if db is None or locked or not call_sid:
+        return
+    try:
+        callers.record_play(db, call_sid, caller_key, _customer_id(inputs), queue_name, decision, now,
+                            _at_s(queue_data, inputs))
+    except Exception:
+        log.exception("wait %s: could not log the fallback answer either", call_sid)
+
+
+@bp.post("/queue-result")
+@twilio_signed
+def queue_result():
+    """Record how the wait ended; apologise if Twilio could not queue the call."""
+    result = request.form.get("QueueResult", "")
+    _record_quietly("queue-result", callers.record_queue_result, request.form.get("CallSid", ""), result,
+                    _form_number("QueueTime"), app_now())
+    response = VoiceResponse()
+    if result in FAILED_QUEUE_RESULTS:
+        response.say(SORRY_TEXT)
+    return _twiml(response)

@@ -1,0 +1,259 @@
+"""The policy's inputs and outputs in SQLite: who is calling, what this call and earlier calls
+heard, the queue's settings and catalog; and the play log every answer writes.
+
+Everything here is a few indexed queries (customers.phone_e164, issues.customer_id,
+plays.call_sid, plays.caller+at, primary keys), so a wait request stays fast.
+"""
+import json
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import phonenumbers
+import sqlite_utils
+
+from app.flows import queue_from_row, segment_from_row
+from app.policy import (Caller, CallSoFar, Decision, Issue, Play, QueueSettings, Segment,
+                        format_utc, parse_utc)
+
+# Twilio waits ~15 s for a webhook; a locked database must turn into fallback music long before.
+WEBHOOK_BUSY_TIMEOUT_S = 0.5
+
+
+class NoHoldFlow(LookupError):
+    """The queue has no settings in the catalog: `holdguard flows load` was not run for it."""
+
+
+@dataclass(frozen=True)
+class PolicyInputs:
+    caller: Caller | None
+    call: CallSoFar
+    history: tuple[Play, ...]
+    queue: QueueSettings
+    catalog: tuple[Segment, ...]
+
+
+def open_webhook_db(path: str | Path) -> sqlite_utils.Database:
+    """Open an existing database for the webhooks: never creates it, waits little for locks.
+
+    synchronous=NORMAL is safe in WAL mode (a power cut may lose the last few log
+    rows, never corrupt the file) and spares an fsync per answer.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: database file does not exist (run `holdguard db init`)")
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True,
+                           timeout=WEBHOOK_BUSY_TIMEOUT_S, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {int(WEBHOOK_BUSY_TIMEOUT_S * 1000)}")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return sqlite_utils.Database(conn)
+
+
+_per_thread = threading.local()
+
+
+def webhook_db(path: str | Path) -> sqlite_utils.Database:
+    """This thread's webhook connection to `path`, kept between requests.
+
+    Closing the last connection to a WAL database checkpoints it (milliseconds
+    of disk work), so each worker thread keeps one open. It is reopened when the
+    file at `path` is replaced, and dropped by `discard_webhook_db` after a fault.
+    """
+    identity = (str(path), _file_identity(path))
+    cached = getattr(_per_thread, "db", None)
+    if cached is not None and cached[0] == identity:
+        return cached[1]
+    discard_webhook_db()
+    db = open_webhook_db(path)
+    _per_thread.db = (identity, db)
+    return db
+
+
+def discard_webhook_db() -> None:
+    """Close this thread's cached connection (after a fault: the next request starts afresh)."""
+    cached = getattr(_per_thread, "db", None)
+    _per_thread.db = None
+    if cached is not None:
+        try:
+            cached[1].close()
+        except sqlite3.Error:
+            pass
+
+
+def _file_identity(path: str | Path) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def normalize_phone(raw: str | None, default_region: str = "US") -> str | None:
+    """E.164 form of a caller id ("(555) 555-0102" -> "+15555550102"); None if it is no number.
+
+    Possible (not "valid") numbers are accepted: the 555-01xx test numbers are not
+    assigned, yet they are the numbers the demo and tests call from.
+    """
+    if not raw or not raw.strip():
+        return None
+    try:
+        number = phonenumbers.parse(raw, default_region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _dicts(cursor) -> list[dict]:
+    keys = [column[0] for column in cursor.description]
+    return [dict(zip(keys, row)) for row in cursor.fetchall()]
+
+
+def _query(db, sql: str, params=()) -> list[dict]:
+    return _dicts(db.execute(sql, params))
+
+
+def _products(customer_id: str, text: str | None) -> tuple[str, ...]:
+    """customers.products is JSON list text; anything else is a fault (the caller then hears music)."""
+    products = json.loads(text) if text else []
+    if not isinstance(products, list) or not all(isinstance(p, str) for p in products):
+        raise ValueError(f"customers.products of {customer_id} is not a JSON list of names: {text!r}")
+    return tuple(products)
+
+
+def _flag(value) -> bool:
+    return str(value).strip().lower() not in ("", "0", "false", "no", "none")
+
+
+def load_caller(db, phone_e164: str | None) -> Caller | None:
+    """The customer calling from this number with their open issues; None if unknown.
+
+    Several customers on one number (a family plan) merge the cautious way: every
+    product, every open issue, and opted out if any of them opted out.
+    """
+    if not phone_e164:
+        return None
+    rows = _query(db, "SELECT customer_id, name, products, marketing_opt_out FROM customers "
+                      "WHERE phone_e164 = ? ORDER BY customer_id", [phone_e164])
+    if not rows:
+        return None
+    ids = [row["customer_id"] for row in rows]
+    issues = _query(db, f"SELECT id, severity, summary FROM issues WHERE customer_id IN "
+                        f"({', '.join('?' * len(ids))}) AND (closed_at IS NULL OR closed_at = '') "
+                        f"ORDER BY opened_at, id", ids)
+    products = []
+    for row in rows:
+        products += [p for p in _products(row["customer_id"], row["products"]) if p not in products]
+    return Caller(
+        phone_e164=phone_e164, customer_id=ids[0], name=rows[0]["name"] or "",
+        products=tuple(products),
+        open_issues=tuple(Issue(i["id"], i["severity"] or "", i["summary"] or "") for i in issues),
+        marketing_opt_out=any(_flag(row["marketing_opt_out"]) for row in rows),
+    )
+
+
+def _play(row: dict) -> Play:
+    return Play(row["segment_id"], row["kind"], parse_utc(row["at"]), row["at_s"] or 0.0,
+                row["duration_s"] or 0.0)
+
+
+PLAY_COLUMNS = "segment_id, kind, at, at_s, duration_s"
+
+
+def load_call(db, call_sid: str) -> CallSoFar:
+    """What this call heard so far, in order, and the last queue position it was told."""
+    plays = _query(db, f"SELECT {PLAY_COLUMNS} FROM plays WHERE call_sid = ? ORDER BY id", [call_sid])
+    call = _query(db, "SELECT last_position_told FROM calls WHERE call_sid = ?", [call_sid])
+    return CallSoFar(tuple(_play(p) for p in plays), call[0]["last_position_told"] if call else None)
+
+
+def load_history(db, caller_key: str | None, call_sid: str, since: datetime) -> tuple[Play, ...]:
+    """Promos this caller heard in earlier calls since `since` (for promo_repeat_days)."""
+    if not caller_key:
+        return ()
+    rows = _query(db, f"SELECT {PLAY_COLUMNS} FROM plays WHERE caller = ? AND at >= ? "
+                      f"AND call_sid != ? AND kind = 'promo' ORDER BY at", [caller_key, format_utc(since), call_sid])
+    return tuple(_play(r) for r in rows)
+
+
+def load_queue(db, queue_name: str) -> QueueSettings:
+    rows = _query(db, "SELECT * FROM queues WHERE name = ?", [queue_name])
+    if not rows:
+        raise NoHoldFlow(f"no hold flow for queue '{queue_name}' (run `holdguard flows load FILE`)")
+    return queue_from_row(rows[0])
+
+
+def load_segments(db, queue_name: str) -> tuple[Segment, ...]:
+    """The catalog segments that may play in this queue (the policy checks their time windows)."""
+    segments = (segment_from_row(row) for row in _query(db, "SELECT * FROM segments ORDER BY rowid"))
+    return tuple(s for s in segments if s.applies_to(queue_name))
+
+
+def load_inputs(db, call_sid: str, caller_key: str | None, queue_name: str, now: datetime) -> PolicyInputs:
+    """Everything decide() needs for one wait request. Raises NoHoldFlow for an unconfigured queue."""
+    queue = load_queue(db, queue_name)
+    since = now - timedelta(days=queue.promo_repeat_days)
+    return PolicyInputs(
+        caller=load_caller(db, caller_key),
+        call=load_call(db, call_sid),
+        history=load_history(db, caller_key, call_sid, since),
+        queue=queue,
+        catalog=load_segments(db, queue_name),
+    )
+
+
+def _upsert_call(db, call_sid: str, first_seen: dict, latest: dict) -> None:
+    """Create the calls row with `first_seen` values, or update only the `latest` ones."""
+    columns = {"call_sid": call_sid, **first_seen, **latest}
+    updates = ", ".join(f"{name} = excluded.{name}" for name in latest) or "call_sid = call_sid"
+    db.execute(f"INSERT INTO calls ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+               f"ON CONFLICT(call_sid) DO UPDATE SET {updates}", list(columns.values()))
+
+
+def record_call_start(db, call_sid: str, caller_key: str, customer_id: str | None, queue_name: str,
+                      at: datetime) -> None:
+    """The calls row for an incoming call (from /twilio/voice)."""
+    _upsert_call(db, call_sid, {"started_at": format_utc(at)},
+                 {"caller": caller_key, "customer_id": customer_id, "queue": queue_name})
+
+
+def record_play(db, call_sid: str, caller_key: str, customer_id: str | None, queue_name: str,
+                decision: Decision, at: datetime, at_s: float) -> None:
+    """Log one answer and keep the call's row current, in one transaction."""
+    segment = decision.segment
+    latest = {"caller": caller_key, "customer_id": customer_id, "queue": queue_name}
+    if decision.position_told is not None:
+        latest["last_position_told"] = decision.position_told
+    with db.atomic():
+        db.execute("INSERT INTO plays (call_sid, caller, customer_id, queue, segment_id, kind, at, at_s, "
+                   "duration_s, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   [call_sid, caller_key, customer_id, queue_name, segment.id, segment.kind,
+                    format_utc(at), at_s, segment.duration_s, decision.reason])
+        _upsert_call(db, call_sid, {"started_at": format_utc(at)}, latest)
+
+
+def record_queue_result(db, call_sid: str, queue_result: str, queue_time_s: float | None,
+                        at: datetime) -> None:
+    """How the wait ended (from the Enqueue action URL)."""
+    _upsert_call(db, call_sid, {"started_at": format_utc(at)},
+                 {"queue_result": queue_result, "queue_time_s": queue_time_s, "ended_at": format_utc(at)})
+
+
+def save_caller(db, caller: Caller, opened_at: datetime) -> None:
+    """Write a customer and their open issues (the shape the CRM import writes); replaces both."""
+    with db.atomic():
+        db["customers"].upsert({
+            "customer_id": caller.customer_id, "phone_e164": caller.phone_e164, "name": caller.name,
+            "products": json.dumps(list(caller.products)),
+            "marketing_opt_out": int(caller.marketing_opt_out), "updated_at": format_utc(opened_at),
+        }, pk="customer_id")
+        db.execute("DELETE FROM issues WHERE customer_id = ?", [caller.customer_id])
+        db["issues"].insert_all([{
+            "id": issue.id, "customer_id": caller.customer_id, "severity": issue.severity,
+            "summary": issue.summary, "opened_at": format_utc(opened_at), "closed_at": None,
+            "updated_at": format_utc(opened_at),
+        } for issue in caller.open_issues], pk="id")

@@ -1,0 +1,341 @@
+"""What a caller will hear: one simulated call through the real webhook.
+
+`simulate_call()` builds its own app instance on the same database, then plays
+Twilio: a signed POST to /twilio/voice, the wait URL the <Enqueue> answer names
+again and again (QueueTime growing, QueuePosition falling, AvgQueueTime,
+CurrentQueueSize, a fresh CallSid), and the Enqueue action URL at the end. The
+answers, reasons and durations come from the play log the webhook wrote.
+
+Time is simulated: the app instance reads its clock from config HOLDGUARD_CLOCK
+(see app.twilio_hold.app_now), which here is a `SimClock` that advances by each
+answer's duration. A call starts after the caller's last logged play, so
+consecutive simulations of one caller are consecutive calls, in order, and the
+cross-call promo rule shows.
+"""
+import json
+import logging
+import math
+import secrets
+import tempfile
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+import click
+from twilio.request_validator import RequestValidator
+
+from app import callers
+from app.flows import db_option
+from app.policy import Caller, Issue, format_utc, parse_utc
+
+GAP_BETWEEN_CALLS_S = 60.0
+MAX_ANSWERS = 20000  # a runaway guard: 45 minutes take about 70 answers
+ADHOC_PHONE = "+15555550199"
+ADHOC_CUSTOMER_ID = "ADHOC"
+
+
+class SimulateError(Exception):
+    """The simulation could not run; the message says why."""
+
+
+@dataclass
+class SimClock:
+    """A clock the app reads through config HOLDGUARD_CLOCK; the simulation moves it."""
+    now_utc: datetime
+
+    def __call__(self) -> datetime:
+        return self.now_utc
+
+    def advance(self, seconds: float) -> None:
+        self.now_utc += timedelta(seconds=seconds)
+
+
+@dataclass
+class AdhocCaller:
+    """A made-up caller (e.g. from a web form): simulated on a scratch copy of the catalog."""
+    products: list[str] = field(default_factory=list)
+    open_issue_severity: str | None = None  # e.g. "high"; None: no open issue
+    marketing_opt_out: bool = False
+    name: str = "Ad-hoc caller"
+    phone: str = ADHOC_PHONE
+
+    def as_caller(self) -> Caller:
+        issues = (Issue("ADHOC-ISSUE", self.open_issue_severity, "ad-hoc open issue"),) \
+            if self.open_issue_severity else ()
+        return Caller(self.phone, ADHOC_CUSTOMER_ID, self.name, tuple(self.products), issues,
+                      self.marketing_opt_out)
+
+
+def simulate_call(target, *, caller_phone: str | None = None, adhoc_caller: AdhocCaller | dict | None = None,
+                  minutes: float = 45.0, queue: str | None = None) -> dict:
+    """Simulate one call of `minutes` on hold and return what the caller heard.
+
+    `target` is a Flask app (its config names the database, token, base URL) or a
+    database path. Give either `caller_phone` (a customer in that database, or an
+    unknown number) or `adhoc_caller` (an AdhocCaller or a dict of its fields: the
+    call then runs on a scratch database holding a copy of the catalog, so the real
+    customers and play log are untouched). Returns
+    {"call_sid", "caller", "timeline": [{"at_s", "segment_id", "kind", "duration_s", "reason"}],
+    "summary": {...}}. Raises SimulateError with a one-line reason.
+    """
+    config = _config_of(target)
+    if minutes <= 0:
+        raise SimulateError(f"minutes must be above 0, got {minutes}")
+    if adhoc_caller is None:
+        if not caller_phone:
+            raise SimulateError("give caller_phone or adhoc_caller")
+        return _simulate(config, caller_phone, minutes, queue)
+    if isinstance(adhoc_caller, dict):
+        adhoc_caller = AdhocCaller(**adhoc_caller)
+    with tempfile.TemporaryDirectory(prefix="holdguard-simulate-") as scratch:
+        scratch_db = Path(scratch) / "adhoc.db"
+        _copy_catalog_with_caller(config["HOLDGUARD_DB"], scratch_db, adhoc_caller.as_caller())
+        result = _simulate({**config, "HOLDGUARD_DB": str(scratch_db)}, adhoc_caller.phone, minutes, queue)
+        callers.discard_webhook_db()  # let the scratch file go
+        return result
+
+
+def _config_of(target) -> dict:
+    from app import load_config
+
+    if hasattr(target, "config"):
+        config = {key: target.config[key] for key in load_config()}
+    else:
+        config = load_config({"HOLDGUARD_DB": str(target)})
+    if not config["TWILIO_AUTH_TOKEN"]:
+        # Nothing real is signed here: an ephemeral token for this app instance and its requests.
+        config["TWILIO_AUTH_TOKEN"] = secrets.token_hex(16)
+    return config
+
+
+def _copy_catalog_with_caller(source_db: str, scratch_db: Path, caller: Caller) -> None:
+    from app.db import connect, init_schema
+    from app.flows import load_catalog, save_catalog
+
+    source = _open_existing(source_db)
+    try:
+        flow = load_catalog(source)
+    finally:
+        source.close()
+    scratch = connect(scratch_db)
+    try:
+        init_schema(scratch)
+        save_catalog(scratch, flow)
+        callers.save_caller(scratch, caller, datetime.now(timezone.utc))
+    finally:
+        scratch.close()
+
+
+def _open_existing(db_path: str):
+    try:
+        return callers.open_webhook_db(db_path)
+    except FileNotFoundError as error:
+        raise SimulateError(str(error)) from None
+
+
+def _call_start(db_path: str, caller_e164: str) -> datetime:
+    """Now, or just after this caller's last logged answer if that is later (a previous simulation)."""
+    db = _open_existing(db_path)
+    try:
+        last = list(db.query("SELECT at, duration_s FROM plays WHERE caller = ? ORDER BY at DESC LIMIT 1",
+                             [caller_e164]))
+    finally:
+        db.close()
+    start = datetime.now(timezone.utc)
+    if last:
+        after_last = parse_utc(last[0]["at"]) + timedelta(seconds=(last[0]["duration_s"] or 0) + GAP_BETWEEN_CALLS_S)
+        start = max(start, after_last)
+    return start
+
+
+class _FakeTwilio:
+    """Signs and posts what Twilio would, to one app instance."""
+
+    def __init__(self, app, token: str, base_url: str):
+        self.client = app.test_client()
+        self.validator = RequestValidator(token)
+        self.base_url = base_url.rstrip("/")
+
+    def post(self, url_or_path: str, params: dict) -> ElementTree.Element:
+        """POST a signed request; return the parsed TwiML <Response>."""
+        path = self._path(url_or_path)
+        signature = self.validator.compute_signature(self.base_url + path, params)
+        response = self.client.post(path, data=params, headers={"X-Twilio-Signature": signature})
+        if response.status_code != 200:
+            raise SimulateError(f"POST {path} answered {response.status_code}")
+        return ElementTree.fromstring(response.data)
+
+    def _path(self, url_or_path: str) -> str:
+        if not url_or_path.startswith(self.base_url):
+            if url_or_path.startswith("http"):
+                raise SimulateError(f"the app sent Twilio to {url_or_path}, outside PUBLIC_BASE_URL {self.base_url}")
+            return url_or_path
+        parts = urlsplit(url_or_path)
+        return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def _simulate(config: dict, caller_phone: str, minutes: float, queue: str | None) -> dict:
+    from app import create_app
+
+    caller_e164 = callers.normalize_phone(caller_phone, config["HOLDGUARD_DEFAULT_REGION"])
+    if caller_e164 is None:
+        raise SimulateError(f"{caller_phone!r} is not a phone number")
+    clock = SimClock(_call_start(config["HOLDGUARD_DB"], caller_e164))
+    app = create_app({**config, "TESTING": True, "HOLDGUARD_CLOCK": clock})
+    twilio = _FakeTwilio(app, config["TWILIO_AUTH_TOKEN"], config["PUBLIC_BASE_URL"])
+    call_sid = "CA" + secrets.token_hex(16)
+    call_params = {"CallSid": call_sid, "AccountSid": "AC" + secrets.token_hex(16), "From": caller_e164,
+                   "To": "+15555550000", "CallStatus": "in-progress", "Direction": "inbound",
+                   "ApiVersion": "2010-04-01"}
+    started_at = clock()
+
+    voice_path = "/twilio/voice" + (f"?{urlencode({'queue': queue})}" if queue else "")
+    enqueue = twilio.post(voice_path, call_params).find("Enqueue")
+    if enqueue is None:
+        raise SimulateError("/twilio/voice did not answer with <Enqueue>")
+    queue_name = enqueue.text
+    wait_params = {**call_params, "QueueSid": "QU" + secrets.token_hex(16)}
+
+    log = _PlayLog(config["HOLDGUARD_DB"], call_sid)
+    total_s, elapsed_s = minutes * 60, 0.0
+    webhook_log = logging.getLogger("app.twilio_hold")
+    quiet_level = webhook_log.level
+    webhook_log.setLevel(logging.CRITICAL)  # faults show in the timeline, not as tracebacks
+    try:
+        while elapsed_s < total_s:
+            if len(log.timeline) >= MAX_ANSWERS:
+                raise SimulateError(f"more than {MAX_ANSWERS} answers for {minutes} minutes")
+            twiml = twilio.post(enqueue.get("waitUrl"), {**wait_params, **_queue_params(elapsed_s, total_s)})
+            _check_one_answer(twiml)
+            duration_s = log.next_play(elapsed_s)["duration_s"]
+            elapsed_s += duration_s
+            clock.advance(duration_s)
+        twilio.post(enqueue.get("action"), {**wait_params, "QueueResult": "bridged",
+                                            "QueueTime": str(int(elapsed_s))})
+    finally:
+        log.close()
+        webhook_log.setLevel(quiet_level)
+    return {"call_sid": call_sid, "caller": caller_e164, "timeline": log.timeline,
+            "summary": _summary(log.timeline, elapsed_s, queue_name, started_at, log.customer_id)}
+
+
+def _queue_params(elapsed_s: float, total_s: float) -> dict:
+    """Twilio's wait parameters at `elapsed_s` of a hold that ends at `total_s`: a queue moving steadily."""
+    first_position = max(2, round(total_s / 240))
+    position = max(1, math.ceil(first_position * (1 - elapsed_s / total_s)))
+    return {"QueueTime": str(int(elapsed_s)), "QueuePosition": str(position),
+            "AvgQueueTime": str(int(total_s)), "CurrentQueueSize": str(position + 2)}
+
+
+def _check_one_answer(twiml: ElementTree.Element) -> None:
+    verbs = [child.tag for child in twiml]
+    if verbs not in (["Play"], ["Say"]):
+        raise SimulateError(f"/twilio/wait answered {verbs}, not a single <Play> or <Say>")
+
+
+class _PlayLog:
+    """Reads back the rows the webhook logged for one call, in order."""
+
+    def __init__(self, db_path: str, call_sid: str):
+        self.db = _open_existing(db_path)
+        self.call_sid = call_sid
+        self.last_id = 0
+        self.timeline: list[dict] = []
+        self.customer_id = None
+
+    def next_play(self, elapsed_s: float) -> dict:
+        rows = list(self.db.query(
+            "SELECT id, customer_id, at_s, segment_id, kind, duration_s, reason FROM plays "
+            "WHERE call_sid = ? AND id > ? ORDER BY id", [self.call_sid, self.last_id]))
+        if len(rows) != 1:
+            raise SimulateError(f"the webhook logged {len(rows)} plays for the wait request at "
+                                f"{elapsed_s:.0f} s, not 1 (is the database writable?)")
+        row = rows[0]
+        self.last_id, self.customer_id = row.pop("id"), row.pop("customer_id")
+        self.timeline.append(row)
+        return row
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _summary(timeline: list[dict], hold_s: float, queue_name: str, started_at: datetime,
+             customer_id: str | None) -> dict:
+    def seconds(kind):
+        return sum(play["duration_s"] for play in timeline if play["kind"] == kind)
+
+    def count(kind):
+        return sum(play["kind"] == kind for play in timeline)
+
+    promo_s = seconds("promo")
+    return {
+        "queue": queue_name,
+        "customer_id": customer_id,
+        "started_at": format_utc(started_at),
+        "hold_s": hold_s,
+        "answers": len(timeline),
+        "promo_plays": count("promo"),
+        "promo_s": promo_s,
+        "promo_share": round(promo_s / hold_s, 4) if hold_s else 0.0,
+        "promos": [play["segment_id"] for play in timeline if play["kind"] == "promo"],
+        "notice_plays": count("notice"),
+        "announcement_plays": count("announcement"),
+        "reassurance_plays": count("reassurance"),
+        "tip_plays": count("tip"),
+        "music_s": seconds("music"),
+        "fallback_answers": sum(play["reason"].startswith("fallback") for play in timeline),
+    }
+
+
+def _clock_text(seconds: float) -> str:
+    return f"{int(seconds) // 60:>3}:{int(seconds) % 60:02d}"
+
+
+def format_timeline(result: dict) -> str:
+    """The timeline as a table a person reads, with a summary line."""
+    summary = result["summary"]
+    who = f"customer {summary['customer_id']}" if summary["customer_id"] else "unknown caller"
+    lines = [f"call {result['call_sid']} from {result['caller']} ({who}), queue {summary['queue']}, "
+             f"starting {summary['started_at']}",
+             f"{'at':>6}  {'segment':<22} {'kind':<12} {'duration':>8}  reason"]
+    for play in result["timeline"]:
+        lines.append(f"{_clock_text(play['at_s']):>6}  {play['segment_id']:<22} {play['kind']:<12} "
+                     f"{play['duration_s']:>7g}s  {play['reason']}")
+    lines.append(f"{summary['answers']} answers over {summary['hold_s'] / 60:.1f} min: "
+                 f"{summary['promo_plays']} promo(s) ({summary['promo_share']:.1%} of the hold), "
+                 f"{summary['notice_plays']} notice(s), {summary['announcement_plays']} wait announcement(s), "
+                 f"{summary['reassurance_plays']} reassurance(s), {summary['tip_plays']} tip(s)")
+    return "\n".join(lines)
+
+
+@click.command("simulate")
+@click.option("--from", "caller_phone", required=True, metavar="PHONE",
+              help="Caller id to simulate, e.g. +15555550100 (national numbers use HOLDGUARD_DEFAULT_REGION).")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True, max=24 * 60), default=45,
+              show_default=True, help="Simulated time on hold.")
+@click.option("--queue", default=None, help="Queue to call into (default: env HOLDGUARD_QUEUE, 'support').")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@db_option
+def simulate_command(caller_phone, minutes, queue, as_json, db_path):
+    """Print what a caller will hear on hold, through the real webhook.
+
+    Each run is one call with a fresh CallSid; its answers go to the play log
+    like a real call's, so consecutive runs for one caller are consecutive calls
+    (a promo heard in the first is not replayed in the second).
+
+    \b
+    Example:
+      holdguard simulate --from +15555550100 --minutes 45
+      holdguard simulate --from +15555550102 --json
+    """
+    try:
+        result = simulate_call(db_path, caller_phone=caller_phone, minutes=minutes, queue=queue)
+    except SimulateError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(json.dumps(result, indent=2) if as_json else format_timeline(result))
+    fallbacks = result["summary"]["fallback_answers"]
+    if fallbacks:
+        reason = next(p["reason"] for p in result["timeline"] if p["reason"].startswith("fallback"))
+        click.echo(f"warning: {fallbacks} fallback answer(s): {reason}", err=True)
