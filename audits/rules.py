@@ -119,8 +119,8 @@ def promo_for_owned_product(messages: list[Message], context: Context) -> list[F
         findings.append(Finding(
             "promo_for_owned_product", "high" if message.plays >= 3 else "medium", message.id,
             message.plays,
-            _with_cue(f"{_played(message)} sells {', '.join(owned)}, which the caller already owns",
-                      message),
+            _with_cue(f"{message.category} {message.id} {quote(message.text)} sells {', '.join(owned)}, "
+                      f"which the caller already owns (played {message.plays}×)", message),
             list(message.play_times_s)))
     return findings
 

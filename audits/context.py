@@ -1,0 +1,185 @@
+"""Who was on hold: the caller context the rules judge a recording against.
+
+Where it comes from, first match wins for the file part:
+1. `--context FILE` (the same file for every recording of a batch);
+2. else a sidecar `<stem>.context.json` next to the audio (`hold.wav` -> `hold.context.json`);
+3. else nothing (an unknown caller: only the caller-independent rules apply).
+
+The file has exactly this shape, every key optional (issue #4), plus two keys
+that link the recording to the webhook's database:
+
+    {"open_issues": [{"id": "CASE-1", "severity": "high", "summary": "..."}],
+     "owned_products": ["Galaxy S7"], "queue": "support",
+     "call_sid": "CA...", "phone": "+15555550100"}
+
+When the database knows the call (by `call_sid`, or a Twilio CallSid `CA` + 32 hex
+in the file name) or the phone, that caller's open issues and products are merged
+in: what the CRM knows counts even when the file forgot it.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from audits.classify import same_product
+from audits.data import Context, Issue
+
+SEVERITIES = ("low", "medium", "high", "critical")
+CONTEXT_KEYS = ("open_issues", "owned_products", "queue", "call_sid", "phone")
+ISSUE_KEYS = ("id", "severity", "summary")
+CALL_SID_PATTERN = re.compile(r"(?<![0-9A-Za-z])CA[0-9a-f]{32}(?![0-9A-Za-z])")
+SIDECAR_SUFFIX = ".context.json"
+
+
+class ContextError(ValueError):
+    """A context file that cannot be used; the message is one line naming the file and the field."""
+
+
+@dataclass
+class ResolvedContext:
+    context: Context = field(default_factory=Context)
+    call_sid: str | None = None
+    phone: str | None = None
+    sources: list[str] = field(default_factory=list)  # where the context came from, for the report
+
+
+def sidecar_path(audio_path: str | Path) -> Path:
+    """`<stem>.context.json` next to the audio file."""
+    audio_path = Path(audio_path)
+    return audio_path.with_name(audio_path.stem + SIDECAR_SUFFIX)
+
+
+def resolve(audio_path: str | Path, context_file: str | Path | None = None, db=None) -> ResolvedContext:
+    """The context for one recording: --context file, else its sidecar, then the database's knowledge."""
+    resolved = ResolvedContext()
+    path = Path(context_file) if context_file else sidecar_path(audio_path)
+    if context_file or path.is_file():
+        resolved = read_context_file(path)
+    resolved.call_sid = resolved.call_sid or call_sid_from_name(audio_path)
+    if db is not None and (resolved.call_sid or resolved.phone):
+        known = from_database(db, call_sid=resolved.call_sid, phone=resolved.phone)
+        if known is not None:
+            resolved.context = merge(resolved.context, known)
+            resolved.sources.append(f"database ({resolved.call_sid or resolved.phone})")
+    return resolved
+
+
+def call_sid_from_name(audio_path: str | Path) -> str | None:
+    """A Twilio CallSid in the file name (`CA` + 32 hex), as `recordings fetch` names its files."""
+    match = CALL_SID_PATTERN.search(Path(audio_path).name)
+    return match.group(0) if match else None
+
+
+def read_context_file(path: str | Path) -> ResolvedContext:
+    """Read and check one context file; raises ContextError naming the file and the bad field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ContextError(f"{path}: context file does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ContextError(f"{path}: cannot read context file ({error})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ContextError(f"{path}: not valid JSON ({error})") from None
+    try:
+        return parse_context(data, source=str(path))
+    except ContextError as error:
+        raise ContextError(f"{path}: {error}") from None
+
+
+def parse_context(data, source: str = "") -> ResolvedContext:
+    """Check a decoded context object; raises ContextError("field: what is wrong")."""
+    if not isinstance(data, dict):
+        raise ContextError(f"expected a JSON object, got {_json_type(data)}")
+    unknown = [key for key in data if key not in CONTEXT_KEYS]
+    if unknown:
+        raise ContextError(f"unknown key {unknown[0]!r} (expected {', '.join(CONTEXT_KEYS)})")
+    issues = _list(data, "open_issues")
+    products = _list(data, "owned_products")
+    for index, product in enumerate(products):
+        _check_text(product, f"owned_products[{index}]")
+    context = Context(open_issues=[_issue(issue, f"open_issues[{index}]") for index, issue in enumerate(issues)],
+                      owned_products=list(products), queue=_optional_text(data, "queue"))
+    return ResolvedContext(context, call_sid=_optional_text(data, "call_sid"), phone=_optional_text(data, "phone"),
+                           sources=[source] if source else [])
+
+
+def _issue(value, where: str) -> Issue:
+    if not isinstance(value, dict):
+        raise ContextError(f"{where}: expected an object with id, severity, summary, got {_json_type(value)}")
+    unknown = [key for key in value if key not in ISSUE_KEYS]
+    if unknown:
+        raise ContextError(f"{where}: unknown key {unknown[0]!r} (expected {', '.join(ISSUE_KEYS)})")
+    if "id" not in value:
+        raise ContextError(f"{where}.id: missing (every open issue needs an id)")
+    _check_text(value["id"], f"{where}.id")
+    severity = value.get("severity", "medium")
+    if severity not in SEVERITIES:
+        raise ContextError(f"{where}.severity: expected one of {', '.join(SEVERITIES)}, got {json.dumps(severity)}")
+    summary = value.get("summary", "")
+    if not isinstance(summary, str):
+        raise ContextError(f"{where}.summary: expected a string, got {_json_type(summary)}")
+    return Issue(id=value["id"].strip(), severity=severity, summary=summary.strip())
+
+
+def _list(data: dict, key: str) -> list:
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        raise ContextError(f"{key}: expected a list, got {_json_type(value)}")
+    return value
+
+
+def _optional_text(data: dict, key: str) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    _check_text(value, key)
+    return value.strip()
+
+
+def _check_text(value, where: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ContextError(f"{where}: expected a non-empty string, got {json.dumps(value)}")
+
+
+def _json_type(value) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null",
+             int: "a number", float: "a number"}
+    return names.get(type(value), type(value).__name__)
+
+
+def from_database(db, call_sid: str | None = None, phone: str | None = None) -> Context | None:
+    """What the webhook's database knows about the caller of `call_sid` or `phone`; None if nothing."""
+    from app.callers import load_caller
+    from app.phones import to_e164
+
+    if not (db["customers"].exists() and db["issues"].exists()):
+        return None
+    caller_phone, queue = None, None
+    if call_sid and db["calls"].exists():
+        rows = list(db.query("select caller, queue from calls where call_sid = ?", [call_sid]))
+        if rows:
+            caller_phone, queue = rows[0]["caller"], rows[0]["queue"]
+    if caller_phone is None and phone:
+        try:
+            caller_phone = to_e164(phone)
+        except ValueError:
+            return None
+    caller = load_caller(db, caller_phone) if caller_phone else None
+    if caller is None:
+        return Context(queue=queue) if queue else None
+    return Context(open_issues=[Issue(i.id, i.severity or "medium", i.summary) for i in caller.open_issues],
+                   owned_products=list(caller.products), queue=queue)
+
+
+def merge(first: Context, second: Context) -> Context:
+    """Both contexts' open issues (by id) and products (by name); `first` wins on the queue and on ties."""
+    issues = list(first.open_issues)
+    issues += [issue for issue in second.open_issues if issue.id not in {i.id for i in issues}]
+    products = list(first.owned_products)
+    products += [p for p in second.owned_products if not any(same_product(p, mine) for mine in products)]
+    return Context(open_issues=issues, owned_products=products, queue=first.queue or second.queue)

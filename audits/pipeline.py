@@ -1,0 +1,57 @@
+"""One recording through every stage: load -> segment -> transcribe speech -> group -> classify -> rules.
+
+    result = audit_file("hold.wav", context, load_engine())
+
+Only speech segments reach the speech engine: Whisper invents text on music.
+`transcribe_segments` is the seam for issue #5 (transcribe each distinct message
+once); `analyse` is everything after the engine and needs no audio.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from audits import classify, messages, rules
+from audits.data import SAMPLE_RATE, Audio, AuditResult, Context, Segment, Transcript
+
+
+def audit_file(path: str | Path, context: Context | None, transcriber,
+               known_products: Iterable[str] = (), on_segment: Callable[[int, int], None] | None = None
+               ) -> AuditResult:
+    """Audit one recording. Raises audits.audio.AudioError (one line) when the file is not usable audio.
+
+    `known_products` (e.g. the hold-flow catalog's) help name products beside the caller's own;
+    `on_segment(done, total)` reports transcription progress.
+    """
+    from audits import audio as audio_stage, segment
+
+    audio = audio_stage.load(path)
+    segments = segment.split(audio)
+    transcripts = transcribe_segments(audio, segments, transcriber, on_segment)
+    return analyse(str(path), audio.duration_s, segments, transcripts, context, known_products)
+
+
+def transcribe_segments(audio: Audio, segments: list[Segment], transcriber,
+                        on_segment: Callable[[int, int], None] | None = None) -> list[Transcript]:
+    """One Transcript per speech segment, in order; music and silence are never sent to the engine."""
+    speech = [s for s in segments if s.kind == "speech"]
+    transcripts = []
+    for done, span in enumerate(speech, start=1):
+        clip = audio.samples[int(span.start_s * SAMPLE_RATE):int(span.end_s * SAMPLE_RATE)]
+        transcripts.append(transcriber.transcribe(clip, start_s=span.start_s))
+        if on_segment:
+            on_segment(done, len(speech))
+    return transcripts
+
+
+def analyse(recording: str, duration_s: float, segments: list[Segment], transcripts: list[Transcript],
+            context: Context | None = None, known_products: Iterable[str] = (),
+            group_keys: list | None = None) -> AuditResult:
+    """Group, classify and judge transcribed plays; `group_keys` are optional acoustic groups (issue #5)."""
+    context = context or Context()
+    known = [*context.owned_products, *(p for p in known_products if p not in context.owned_products)]
+    heard = classify.classify_messages(messages.group(transcripts, group_keys), known_products=known)
+    summary = rules.summarise(segments, heard, duration_s)
+    findings = rules.find(heard, segments, duration_s, context, summary)
+    return AuditResult(recording=recording, duration_s=duration_s, segments=segments, messages=heard,
+                       findings=findings, summary={**summary, "findings": len(findings)}, context=context)
