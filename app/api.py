@@ -97,7 +97,8 @@ def _existing_customer(db, customer_id: str) -> None:
 
 
 def _parse_customer(customer_id: str, body: dict):
-    return parse_customer({**body, "customer_id": customer_id}, current_app.config["HOLDGUARD_DEFAULT_REGION"])
+    region = current_app.config["HOLDGUARD_DEFAULT_REGION"]
+    return parse_customer({**body, "customer_id": customer_id}, region)
 
 
 def _found(view: dict | None, what: str, key: str) -> dict:

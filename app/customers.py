@@ -561,8 +561,9 @@ def _merge_csv_group(path: Path, lines: list[SourceRecord], header: list[str],
                 given_at[name] = line.location
             elif value != getattr(merged, name):
                 label = "phone" if name == "phone_e164" else name
-                errors.append(RowError(path, line.location, f"field '{label}': {value!r} differs "
-                                                            f"from line {given_at[name]} for the same customer"))
+                message = (f"field '{label}': {value!r} differs from line {given_at[name]} "
+                           "for the same customer")
+                errors.append(RowError(path, line.location, message))
         merged.open_issues = (merged.open_issues or []) + (line.customer.open_issues or [])
     errors.extend(RowError(path, first.location, error)
                   for error in _duplicate_issue_errors(merged.open_issues))
@@ -667,7 +668,7 @@ def customers_group():
     """Customers, their products and open issues (what the hold policy reads)."""
 
 
-@customers_group.command("import")
+@customers_group.command("import", short_help="Import customers and open issues from a JSON or CSV file.")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @db_option
 @region_option
@@ -732,7 +733,7 @@ def import_command(file, db_path, region):
         raise SystemExit(1)
 
 
-@customers_group.command("show")
+@customers_group.command("show", short_help="Show a customer (by phone or id) with products and open issues.")
 @click.argument("phone_or_id")
 @db_option
 @region_option
@@ -767,6 +768,6 @@ def _describe(customer: dict) -> str:
         lines.append("  open issues: none")
     else:
         lines.append("  open issues:")
-        lines.extend(f"    {issue['id']}  {issue['severity']:<8}  opened {issue['opened_at']}  {issue['summary']}"
-                     for issue in customer["open_issues"])
+        lines.extend(f"    {issue['id']}  {issue['severity']:<8}  opened {issue['opened_at']}  "
+                     f"{issue['summary']}" for issue in customer["open_issues"])
     return "\n".join(lines)

@@ -64,7 +64,7 @@ def suppression_csv(rows: list[dict]) -> str:
 
 
 def write_csv_atomically(rows: list[dict], path: Path) -> None:
-    """Write to a temp file beside `path`, then rename over it: readers see the old file or the whole new one."""
+    """Write beside `path`, then rename over it: readers see the old file or the whole new one."""
     path = Path(path)
     handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="", dir=path.parent,
                                          prefix=f".{path.name}.", suffix=".tmp", delete=False)
