@@ -1,0 +1,201 @@
+"""Split a hold recording into speech, music and silence.
+
+Silence is frame energy under an adaptive floor (hold recordings carry line
+noise, so "silent" is never zero). Speech is what the Silero VAD model that
+ships inside the faster-whisper wheel hears as a voice: it stays quiet on hold
+music, which matters because music sent to Whisper comes back as invented text.
+Everything loud that is not speech is music.
+
+One speech segment is one spoken message: pauses inside a message (between
+words and sentences) are shorter than SILENCE_GAP_S and are merged; messages
+separated by music or by a longer silence stay apart.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from audits.data import SAMPLE_RATE, Audio, Segment
+
+FRAME_N = 512  # samples per analysis frame: Silero's window at 16 kHz (32 ms)
+FRAME_S = FRAME_N / SAMPLE_RATE
+
+SPEECH_PROBABILITY = 0.5  # Silero's own default threshold
+SILENCE_GAP_S = 0.65  # silence this long between voiced frames ends a message (sentence pauses
+                      # in slow speech reach ~0.6 s)
+MUSIC_GAP_S = 0.5  # so does this much sound that is surely not a voice
+MUSIC_PROBABILITY = 0.2  # under this Silero is sure a sounding frame is not a voice
+MAX_GAP_S = 2.0  # voiced frames further apart than this are never one message
+ONSET_PROBABILITY = 0.1  # Silero's first stir at the start of a message
+MAX_ONSET_S = 0.6  # how far back a message start may move to its first stir
+ONSET_DIP_S = 0.2  # quiet frames tolerated inside that first stir
+MIN_SPEECH_S = 0.25  # shorter voiced blips (a click, a note) are not a message ("Please hold." is ~0.4 s)
+MIN_RUN_S = 1.0  # shorter music/silence runs next to music or silence are absorbed by them
+SILENCE_MARGIN_DB = 8.0  # frames this far above the line-noise floor are sound
+SILENCE_CEILING_DBFS = -40.0  # never call anything louder than this silence
+FLOOR_FRAMES_S = 0.5  # the line-noise floor: the level of the quietest half second of frames...
+FLOOR_FRAMES_SHARE = 0.001  # ...or of this share of a long file's frames, whichever is more
+
+VAD_BLOCK_FRAMES = 125  # 4 s per VAD call, from a fresh state (see speech_probabilities)
+VAD_WARMUP_FRAMES = 16  # audio before a block that primes the VAD's recurrent state
+
+SILENCE, MUSIC, SPEECH = 0, 1, 2
+KIND_NAMES = {SILENCE: "silence", MUSIC: "music", SPEECH: "speech"}
+
+
+def split(audio: Audio) -> list[Segment]:
+    """Ordered, contiguous segments (speech | music | silence) covering the whole recording."""
+    samples = audio.samples
+    if len(samples) == 0:
+        return []
+    levels_db = frame_levels_db(samples)
+    silent = levels_db < silence_threshold_db(levels_db)
+    speech_prob = speech_probabilities(samples, active=~silent)
+    labels = label_frames(speech_prob, silent)
+    return to_segments(labels, audio.duration_s)
+
+
+def frame_levels_db(samples: np.ndarray) -> np.ndarray:
+    """RMS level of each FRAME_N frame in dBFS (the last, partial frame included)."""
+    whole_n = len(samples) // FRAME_N
+    frames = samples[: whole_n * FRAME_N].reshape(whole_n, FRAME_N)  # a view: no copy of a long file
+    mean_square = np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / FRAME_N
+    tail = samples[whole_n * FRAME_N:]
+    if len(tail):
+        mean_square = np.r_[mean_square, np.mean(np.square(tail, dtype=np.float64))]
+    return 10 * np.log10(mean_square + 1e-12)
+
+
+def silence_threshold_db(levels_db: np.ndarray) -> float:
+    """The level under which a frame is silence: a margin over the file's own line-noise floor."""
+    # Pauses between words fall to the line noise, so even a file without dead air has enough
+    # noise-floor frames; a few glitch frames (dropouts) must not set the floor, hence not the minimum.
+    quiet_rank = max(int(FLOOR_FRAMES_S / FRAME_S), int(FLOOR_FRAMES_SHARE * len(levels_db)))
+    quiet_rank = min(quiet_rank, len(levels_db) - 1)
+    floor_db = max(float(np.partition(levels_db, quiet_rank)[quiet_rank]), -100.0)
+    return min(floor_db + SILENCE_MARGIN_DB, SILENCE_CEILING_DBFS)
+
+
+def speech_probabilities(samples: np.ndarray, active: np.ndarray) -> np.ndarray:
+    """Silero's speech probability per frame; 0 for blocks with no active (non-silent) frame.
+
+    The file is cut into short blocks, each primed with the half second before it. Short blocks
+    matter: after a long stretch of music Silero's recurrent state takes up to ~1.5 s to accept
+    that a voice started, against ~0.3 s from a fresh state. They also run on all cores
+    (onnxruntime releases the GIL).
+    """
+    from faster_whisper.vad import get_vad_model  # lazy: onnxruntime is not needed to import us
+
+    model = get_vad_model()
+    n_frames = len(active)
+    probabilities = np.zeros(n_frames, dtype=np.float32)
+
+    def run_block(first: int) -> None:
+        last = min(first + VAD_BLOCK_FRAMES, n_frames)
+        if not active[first:last].any():
+            return
+        warm = min(first, VAD_WARMUP_FRAMES)
+        block = samples[(first - warm) * FRAME_N: last * FRAME_N]
+        if len(block) % FRAME_N:  # the file's last, partial frame
+            block = np.pad(block, (0, FRAME_N - len(block) % FRAME_N))
+        probabilities[first:last] = np.asarray(model(block)).reshape(-1)[warm:]
+
+    workers = max(1, min(os.cpu_count() or 1, 4))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(run_block, range(0, n_frames, VAD_BLOCK_FRAMES)))
+    return probabilities
+
+
+def label_frames(speech_prob: np.ndarray, silent: np.ndarray) -> np.ndarray:
+    """Frame labels (SILENCE, MUSIC, SPEECH) from speech probabilities and the silence mask."""
+    labels = np.where(silent, SILENCE, MUSIC).astype(np.int8)
+    for first, last in speech_regions(speech_prob, silent):
+        labels[first:last] = SPEECH
+    # Short runs never absorb into speech: a brief gap between two messages must keep them apart.
+    labels = _absorb_short_runs(labels, SILENCE, into=(MUSIC,))
+    labels = _absorb_short_runs(labels, MUSIC, into=(SILENCE,))
+    return labels
+
+
+def speech_regions(speech_prob: np.ndarray, silent: np.ndarray) -> list[tuple[int, int]]:
+    """[first, last) frame ranges of spoken messages.
+
+    Voiced frames (probability >= SPEECH_PROBABILITY) belong to one message unless what lies
+    between them is a message gap: a run of silence of at least SILENCE_GAP_S, a run of sound the
+    VAD is sure is not a voice (music) of at least MUSIC_GAP_S, or more than MAX_GAP_S in all.
+    Pauses between a message's sentences are silent but shorter; its consonants are brief.
+    """
+    voiced_at = np.flatnonzero((speech_prob >= SPEECH_PROBABILITY) & ~silent)
+    if len(voiced_at) == 0:
+        return []
+    gap_starts = np.union1d(_long_run_starts(silent, SILENCE_GAP_S),
+                            _long_run_starts(~silent & (speech_prob < MUSIC_PROBABILITY), MUSIC_GAP_S))
+    # consecutive voiced frames with a gap start between them belong to different messages
+    gaps_before = np.searchsorted(gap_starts, voiced_at)
+    breaks = np.flatnonzero((np.diff(gaps_before) > 0) | (np.diff(voiced_at) * FRAME_S > MAX_GAP_S))
+    firsts = voiced_at[np.r_[0, breaks + 1]]
+    lasts = voiced_at[np.r_[breaks, len(voiced_at) - 1]] + 1
+    regions, previous_last = [], 0
+    for first, last in zip(firsts, lasts):
+        if (last - first) * FRAME_S < MIN_SPEECH_S:
+            continue
+        first = _onset(speech_prob, silent, int(first), floor=previous_last)
+        regions.append((first, int(last)))
+        previous_last = int(last)
+    return regions
+
+
+def _long_run_starts(mask: np.ndarray, min_s: float) -> np.ndarray:
+    """First frame of each run of True in `mask` lasting at least `min_s`."""
+    starts, lengths = _runs(mask)
+    return starts[mask[starts] & (lengths * FRAME_S >= min_s)]
+
+
+def _onset(speech_prob: np.ndarray, silent: np.ndarray, first: int, floor: int) -> int:
+    """Move a region's start back to where the voice began: Silero may need a few hundred ms to
+    reach SPEECH_PROBABILITY, but its probability stirs at the first syllable. Short dips
+    (a stop consonant, a frame of quiet) are stepped over; a longer one ends the search."""
+    limit = max(floor, first - int(MAX_ONSET_S / FRAME_S))
+    tolerance = int(ONSET_DIP_S / FRAME_S)
+    onset, dip = first, 0
+    for i in range(first - 1, limit - 1, -1):
+        if speech_prob[i] >= ONSET_PROBABILITY and not silent[i]:
+            onset, dip = i, 0
+        else:
+            dip += 1
+            if dip > tolerance:
+                break
+    return onset
+
+
+def _runs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start index and length of each run of equal labels."""
+    starts = np.r_[0, np.flatnonzero(np.diff(labels)) + 1]
+    return starts, np.diff(np.r_[starts, len(labels)])
+
+
+def _absorb_short_runs(labels: np.ndarray, kind: int, into: tuple[int, ...]) -> np.ndarray:
+    """Runs of `kind` shorter than MIN_RUN_S take the label of a neighbour whose kind is in `into`
+    (the longer such neighbour): a rest inside music is music, a click inside dead air is silence."""
+    labels = labels.copy()
+    starts, lengths = _runs(labels)
+    kinds = labels[starts]
+    min_frames = int(round(MIN_RUN_S / FRAME_S))
+    for i in np.flatnonzero((kinds == kind) & (lengths < min_frames)):
+        neighbours = [j for j in (i - 1, i + 1) if 0 <= j < len(kinds) and kinds[j] in into]
+        if neighbours:
+            j = max(neighbours, key=lambda n: lengths[n])
+            labels[starts[i]: starts[i] + lengths[i]] = kinds[j]
+    return labels
+
+
+def to_segments(labels: np.ndarray, duration_s: float) -> list[Segment]:
+    """Frame labels to contiguous segments; the last one ends exactly at the end of the audio."""
+    starts, lengths = _runs(labels)
+    segments = [Segment(start_s=float(start * FRAME_S), end_s=float((start + length) * FRAME_S),
+                        kind=KIND_NAMES[int(labels[start])])
+                for start, length in zip(starts, lengths)]
+    segments[-1].end_s = duration_s
+    return segments
