@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import phonenumbers
 import sqlite_utils
 
 from app.flows import queue_from_row, segment_from_row
+from app.phones import to_e164
 from app.policy import (Caller, CallSoFar, Decision, Issue, Play, QueueSettings, Segment,
                         format_utc, parse_utc)
 
@@ -92,20 +92,12 @@ def _file_identity(path: str | Path) -> tuple[int, int] | None:
 
 
 def normalize_phone(raw: str | None, default_region: str = "US") -> str | None:
-    """E.164 form of a caller id ("(555) 555-0102" -> "+15555550102"); None if it is no number.
-
-    Possible (not "valid") numbers are accepted: the 555-01xx test numbers are not
-    assigned, yet they are the numbers the demo and tests call from.
-    """
-    if not raw or not raw.strip():
-        return None
+    """E.164 form of a caller id ("(555) 555-0102" -> "+15555550102"), as the CRM import stores
+    numbers; None when it is no phone number ("anonymous", empty)."""
     try:
-        number = phonenumbers.parse(raw, default_region)
-    except phonenumbers.NumberParseException:
+        return to_e164(raw, default_region)
+    except ValueError:
         return None
-    if not phonenumbers.is_possible_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def _dicts(cursor) -> list[dict]:
@@ -119,7 +111,10 @@ def _query(db, sql: str, params=()) -> list[dict]:
 
 def _products(customer_id: str, text: str | None) -> tuple[str, ...]:
     """customers.products is JSON list text; anything else is a fault (the caller then hears music)."""
-    products = json.loads(text) if text else []
+    try:
+        products = json.loads(text) if text else []
+    except json.JSONDecodeError:
+        products = None
     if not isinstance(products, list) or not all(isinstance(p, str) for p in products):
         raise ValueError(f"customers.products of {customer_id} is not a JSON list of names: {text!r}")
     return tuple(products)

@@ -309,9 +309,9 @@ def _promo(caller, segments, call: CallSoFar, history, queue: QueueSettings, hol
             skipped.append(f"promo {promo.id} skipped: {why_not}")
             continue
         share = (promo_s + promo.duration_s) / (hold_s + promo.duration_s)
-        return Decision(promo, f"promo {promo.id}: {len(call_promos) + 1} of at most "
-                               f"{queue.promos_per_call_max} this call, promo share {share:.0%} "
-                               f"(max {queue.promo_share_max:.0%})"), ""
+        reason = (f"promo {promo.id}: {len(call_promos) + 1} of at most {queue.promos_per_call_max} "
+                  f"this call, promo share {share:.0%} (max {queue.promo_share_max:.0%})")
+        return Decision(promo, "; ".join([reason, *skipped])), ""
     return None, "; ".join(skipped)
 
 

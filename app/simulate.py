@@ -28,6 +28,7 @@ from twilio.request_validator import RequestValidator
 
 from app import callers
 from app.flows import db_option
+from app.phones import to_e164
 from app.policy import Caller, Issue, format_utc, parse_utc
 
 GAP_BETWEEN_CALLS_S = 60.0
@@ -179,9 +180,10 @@ class _FakeTwilio:
 def _simulate(config: dict, caller_phone: str, minutes: float, queue: str | None) -> dict:
     from app import create_app
 
-    caller_e164 = callers.normalize_phone(caller_phone, config["HOLDGUARD_DEFAULT_REGION"])
-    if caller_e164 is None:
-        raise SimulateError(f"{caller_phone!r} is not a phone number")
+    try:
+        caller_e164 = to_e164(caller_phone, config["HOLDGUARD_DEFAULT_REGION"])
+    except ValueError as error:
+        raise SimulateError(str(error)) from None
     clock = SimClock(_call_start(config["HOLDGUARD_DB"], caller_e164))
     app = create_app({**config, "TESTING": True, "HOLDGUARD_CLOCK": clock})
     twilio = _FakeTwilio(app, config["TWILIO_AUTH_TOKEN"], config["PUBLIC_BASE_URL"])
