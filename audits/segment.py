@@ -32,7 +32,7 @@ ONSET_PROBABILITY = 0.1  # Silero's first stir at the start of a message
 MAX_ONSET_S = 0.6  # how far back a message start may move to its first stir
 ONSET_DIP_S = 0.2  # quiet frames tolerated inside that first stir
 MIN_SPEECH_S = 0.25  # shorter voiced blips (a click, a note) are not a message ("Please hold." is ~0.4 s)
-MIN_RUN_S = 1.0  # shorter music/silence runs next to music or silence are absorbed by them
+ABSORB_STEPS_S = (0.1, 0.25, 0.5, 1.0)  # music/silence runs under 1 s join a neighbour, shortest first
 SILENCE_MARGIN_DB = 8.0  # frames this far above the line-noise floor are sound
 SILENCE_CEILING_DBFS = -40.0  # never call anything louder than this silence
 FLOOR_FRAMES_S = 0.5  # the line-noise floor: the level of the quietest half second of frames...
@@ -113,10 +113,7 @@ def label_frames(speech_prob: np.ndarray, silent: np.ndarray) -> np.ndarray:
     labels = np.where(silent, SILENCE, MUSIC).astype(np.int8)
     for first, last in speech_regions(speech_prob, silent):
         labels[first:last] = SPEECH
-    # Short runs never absorb into speech: a brief gap between two messages must keep them apart.
-    labels = _absorb_short_runs(labels, SILENCE, into=(MUSIC,))
-    labels = _absorb_short_runs(labels, MUSIC, into=(SILENCE,))
-    return labels
+    return _absorb_short_runs(labels)
 
 
 def speech_regions(speech_prob: np.ndarray, silent: np.ndarray) -> list[tuple[int, int]]:
@@ -176,18 +173,20 @@ def _runs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return starts, np.diff(np.r_[starts, len(labels)])
 
 
-def _absorb_short_runs(labels: np.ndarray, kind: int, into: tuple[int, ...]) -> np.ndarray:
-    """Runs of `kind` shorter than MIN_RUN_S take the label of a neighbour whose kind is in `into`
-    (the longer such neighbour): a rest inside music is music, a click inside dead air is silence."""
+def _absorb_short_runs(labels: np.ndarray) -> np.ndarray:
+    """Music and silence runs shorter than 1 s take the kind of their longer music/silence
+    neighbour, shortest first: a rest inside music is music, a click in dead air is silence, and
+    the tail of a word after a message does not turn the silence after it into music. Runs are
+    never absorbed into speech, so a short gap still keeps two messages apart."""
     labels = labels.copy()
-    starts, lengths = _runs(labels)
-    kinds = labels[starts]
-    min_frames = int(round(MIN_RUN_S / FRAME_S))
-    for i in np.flatnonzero((kinds == kind) & (lengths < min_frames)):
-        neighbours = [j for j in (i - 1, i + 1) if 0 <= j < len(kinds) and kinds[j] in into]
-        if neighbours:
-            j = max(neighbours, key=lambda n: lengths[n])
-            labels[starts[i]: starts[i] + lengths[i]] = kinds[j]
+    for max_s in ABSORB_STEPS_S:
+        starts, lengths = _runs(labels)
+        kinds = labels[starts]
+        for i in np.flatnonzero((kinds != SPEECH) & (lengths * FRAME_S < max_s)):
+            neighbours = [j for j in (i - 1, i + 1) if 0 <= j < len(kinds) and kinds[j] != SPEECH]
+            if neighbours:
+                kinds[i] = kinds[max(neighbours, key=lambda j: lengths[j])]
+                labels[starts[i]: starts[i] + lengths[i]] = kinds[i]
     return labels
 
 

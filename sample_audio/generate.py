@@ -188,12 +188,35 @@ def _parse_item(text: str, scenario: dict, messages: dict, where: str) -> Item:
 
 # ---------------------------------------------------------------- speech
 
+@functools.lru_cache(maxsize=1)
+def espeak_voices() -> frozenset[str]:
+    """Voice and variant names espeak-ng knows, lower-cased: -v quietly falls back to its default
+    voice for any other name, so a typo would otherwise go unnoticed."""
+    names = set()
+    for kind in ("--voices", "--voices=variant"):
+        listing = subprocess.run(["espeak-ng", kind], capture_output=True, text=True).stdout
+        for row in listing.splitlines()[1:]:
+            columns = row.split()
+            if len(columns) >= 5:  # Pty Language Age/Gender VoiceName File [Other languages]
+                names.update({columns[1], columns[3], columns[4].rsplit("/", 1)[-1]})
+                names.update(other.strip("(") for other in columns[5::2])
+    return frozenset(name.lower() for name in names)
+
+
+def _check_voice(voice: str) -> None:
+    base, _, variant = voice.lower().partition("+")
+    known = espeak_voices()
+    if base not in known or (variant and variant not in known):
+        raise ScenarioError(f"espeak-ng has no voice {voice!r} (see: espeak-ng --voices)")
+
+
 @functools.lru_cache(maxsize=64)
 def speak(text: str, voice: str, speed_wpm: int, pitch: int) -> np.ndarray:
     """Text to speech with espeak-ng: float32 at WORK_RATE, quiet ends trimmed. Cached: a replayed
     message is the same recording, as on a real hold system."""
     if shutil.which("espeak-ng") is None:
         raise ScenarioError("espeak-ng is not installed (apt-get install espeak-ng)")
+    _check_voice(voice)
     with tempfile.TemporaryDirectory() as tmp:
         wav_path = Path(tmp) / "speech.wav"
         result = subprocess.run(
