@@ -21,9 +21,11 @@ from flask import (Blueprint, abort, current_app, g, make_response, redirect, re
                    request, send_file)
 from markupsafe import Markup
 
+from app.customers import SEVERITIES as ISSUE_SEVERITIES
 from app.db import get_db
 from app.flows import load_catalog
 from app.policy import format_utc
+from app.suppression import suppression_csv, suppression_rows
 from audits import store
 from audits.timeline import format_mmss, timeline_svg
 
@@ -64,8 +66,20 @@ def _presented_token() -> tuple[str, str]:
     return "", ""
 
 
+def _cross_site_post() -> bool:
+    """A form post from another site (a page the user visits driving their browser at ours)."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return False
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none")
+    return origin.rstrip("/") != request.host_url.rstrip("/")
+
+
 @bp.before_request
 def require_access():
+    if _cross_site_post():
+        return _access_page(403, "Forms on these pages only accept posts from these pages.")
     token = pages_token()
     if not token:
         if _is_loopback(request.remote_addr):
@@ -378,18 +392,134 @@ def campaigns_page():
 
 # ---- /flows -----------------------------------------------------------------------------------
 
-@bp.route("/flows")
-def flows_page():
+SIMULATION_MINUTES_MAX = 240
+# The play log's kinds as the timeline picture's message categories.
+KIND_CATEGORIES = {"promo": "promo", "reassurance": "reassurance", "announcement": "wait",
+                   "notice": "notice", "tip": "tip"}
+
+
+class FormError(ValueError):
+    """A simulation form field that cannot be used; the message names the field."""
+
+
+def simulation_request(form, queue_names: list[str]) -> dict:
+    """The simulate form, checked: keyword arguments for app.simulate.simulate_call."""
+    from app.simulate import AdhocCaller
+
+    try:
+        minutes = float(form.get("minutes", ""))
+    except ValueError:
+        raise FormError(f"Minutes: {form.get('minutes', '')!r} is not a number.") from None
+    if not 0 < minutes <= SIMULATION_MINUTES_MAX:
+        raise FormError(f"Minutes: must be above 0 and at most {SIMULATION_MINUTES_MAX}, got {minutes:g}.")
+    queue = form.get("queue", "")
+    if queue not in queue_names:
+        raise FormError(f"Queue: {queue!r} is not a loaded queue ({', '.join(queue_names) or 'none loaded'}).")
+    request_args = {"minutes": minutes, "queue": queue}
+    mode = form.get("caller", "")
+    if mode == "phone":
+        phone = form.get("phone", "").strip()
+        if not phone:
+            raise FormError("Phone: give the caller's phone number, or choose an ad-hoc caller.")
+        return request_args | {"caller_phone": phone}
+    if mode != "adhoc":
+        raise FormError("Caller: choose a phone number or an ad-hoc caller.")
+    severity = None
+    if form.get("open_issue") == "yes":
+        severity = form.get("severity", "")
+        if severity not in ISSUE_SEVERITIES:
+            raise FormError(f"Severity: {severity!r} is not one of {', '.join(ISSUE_SEVERITIES)}.")
+    products = [p.strip() for p in form.get("products", "").split(",") if p.strip()]
+    return request_args | {"adhoc_caller": AdhocCaller(products=products, open_issue_severity=severity,
+                                                        marketing_opt_out=form.get("opt_out") == "yes")}
+
+
+def simulated_hold(timeline: list[dict], hold_s: float, catalog) -> "AuditResult":
+    """A simulated call as an AuditResult, so it gets the same timeline picture as an audit."""
+    from audits.data import AuditResult, Message, Segment as HeardSpan
+
+    texts = {segment.id: segment.say or segment.play or segment.id for segment in catalog}
+    spans, messages = [], {}
+    for play in timeline:
+        start_s, end_s = play["at_s"], play["at_s"] + play["duration_s"]
+        if play["kind"] not in KIND_CATEGORIES:
+            spans.append(HeardSpan(start_s, end_s, "music"))
+            continue
+        spans.append(HeardSpan(start_s, end_s, "speech"))
+        message = messages.setdefault(play["segment_id"], Message(
+            id=play["segment_id"], text=texts.get(play["segment_id"], play["reason"]),
+            play_times_s=[], play_ends_s=[], category=KIND_CATEGORIES[play["kind"]]))
+        message.play_times_s.append(start_s)
+        message.play_ends_s.append(end_s)
+    return AuditResult(recording="simulated call", duration_s=hold_s, segments=spans,
+                       messages=list(messages.values()), findings=[], summary={})
+
+
+def _render_flows(status: int = 200, **simulation):
     db, now = get_db(), utc_now()
     flow = load_catalog(db)
     segments = [{"segment": segment, "status": window_status(segment, now)} for segment in flow.segments]
-    return render_template("pages/flows.html", flow=flow, segments=segments)
+    form = simulation.pop("form", None) or {"caller": "phone", "minutes": "45", "open_issue": "no",
+                                            "queue": current_app.config.get("HOLDGUARD_QUEUE", "")}
+    return render_template("pages/flows.html", flow=flow, segments=segments, form=form,
+                           severities=ISSUE_SEVERITIES, minutes_max=SIMULATION_MINUTES_MAX,
+                           **simulation), status
+
+
+@bp.route("/flows")
+def flows_page():
+    return _render_flows()
+
+
+@bp.route("/flows", methods=["POST"])
+def simulate_on_flows_page():
+    """Run the simulate form through the real webhook and policy; show the timeline and reasons."""
+    from app.simulate import SimulateError, simulate_call
+
+    flow = load_catalog(get_db())
+    try:
+        arguments = simulation_request(request.form, list(flow.queues))
+        result = simulate_call(current_app._get_current_object(), **arguments)
+    except (FormError, SimulateError) as error:
+        return _render_flows(400, form=request.form, error=str(error))
+    picture = simulated_hold(result["timeline"], result["summary"]["hold_s"], flow.segments)
+    return _render_flows(form=request.form, result=result, adhoc="adhoc_caller" in arguments,
+                         timeline=Markup(timeline_svg(picture)))
 
 
 # ---- /suppression -----------------------------------------------------------------------------
 
+def _min_severity_arg() -> str:
+    raw = request.args.get("min_severity", "low").strip() or "low"
+    if raw not in ISSUE_SEVERITIES:
+        abort(400, f"min_severity: {raw!r} is not a severity; use one of {', '.join(ISSUE_SEVERITIES)}.")
+    return raw
+
+
+def _suppression_rows(min_severity: str) -> list[dict]:
+    return suppression_rows(get_db(), utc_now(), min_severity)
+
+
 @bp.route("/suppression")
 def suppression_page():
-    from app.suppression import suppression_rows
-    rows = suppression_rows(get_db(), utc_now())
-    return render_template("pages/suppression.html", rows=rows)
+    min_severity = _min_severity_arg()
+    db = get_db()
+    rows = _suppression_rows(min_severity)
+    names = {row["customer_id"]: row["name"] for row in db.query("select customer_id, name from customers")}
+    summaries = {row["id"]: row["summary"] for row in db.query(
+        "select id, summary from issues where closed_at is null")}
+    return render_template("pages/suppression.html", rows=rows, names=names, summaries=summaries,
+                           min_severity=min_severity, severities=ISSUE_SEVERITIES,
+                           customers=len({row["customer_id"] for row in rows}))
+
+
+@bp.route("/suppression.csv")
+def suppression_csv_download():
+    """The same CSV as `holdguard suppression export` (same columns, RFC 4180, UTF-8)."""
+    min_severity = _min_severity_arg()
+    now = utc_now()
+    response = make_response(suppression_csv(_suppression_rows(min_severity)))
+    response.mimetype = "text/csv"
+    response.charset = "utf-8"
+    response.headers["Content-Disposition"] = f'attachment; filename="suppression-{now:%Y%m%d-%H%M%S}.csv"'
+    return response

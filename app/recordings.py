@@ -1,0 +1,409 @@
+"""Twilio call recordings in: list them, download each once, link it to its call, audit it.
+
+    holdguard recordings fetch [--since DATE] [--call-sid SID]
+
+Credentials come from the environment (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN); TWILIO_API_BASE
+points the client at another API host (a local fake in the tests). Each recording is downloaded
+as WAV from its media URL into `<data dir>/recordings/<RecordingSid>.wav`, written to a temporary
+file and renamed into place only once it is complete and readable, so a file there is always
+whole. A failed download is retried with backoff, then reported; nothing is half-stored.
+
+The `recordings` table remembers what was fetched (a recording is never downloaded twice) and
+links each file to its call (CallSid -> the webhook's `calls` row: caller, queue, play log) and
+to its audit. The audit runs with that caller's real open issues and products as context, and a
+sidecar `<RecordingSid>.context.json` holding the CallSid lets a later `holdguard audit` of the
+file find the same context.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "2010-04-01"
+RECORDING_SID = re.compile(r"^RE[0-9a-fA-F]{32}$")
+CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
+DOWNLOAD_ATTEMPTS = 4
+BACKOFF_S = 1.0  # waits 1 s, 2 s, 4 s between attempts
+RETRYABLE_HTTP = {408, 429, 500, 502, 503, 504}
+CONNECT_TIMEOUT_S, READ_TIMEOUT_S = 10, 60
+CHUNK_BYTES = 1 << 16
+
+RECORDINGS_COLUMNS = {
+    "sid": str, "call_sid": str, "date_created": str, "duration_s": float, "path": str,
+    "fetched_at": str, "audit_id": int, "status": str, "error": str,
+}
+# status: downloaded (file stored, not audited) | audited | audit_failed | download_failed
+
+
+class DownloadError(Exception):
+    """A recording could not be downloaded; the message says why, in one line."""
+
+
+class RetryableError(DownloadError):
+    """A failure worth another try: a server error, a dropped connection, a cut-off file."""
+
+
+@dataclass
+class Outcome:
+    """What happened to one recording in a fetch run."""
+    sid: str
+    call_sid: str | None
+    status: str  # downloaded | audited | audit_failed | download_failed | skipped
+    detail: str = ""
+    audit_id: int | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status.endswith("_failed")
+
+
+def create_table(db) -> None:
+    """The `recordings` table: one row per Twilio RecordingSid; safe to run again."""
+    if not db["recordings"].exists():
+        db["recordings"].create(RECORDINGS_COLUMNS, pk="sid")
+        db["recordings"].create_index(["call_sid"], if_not_exists=True)
+
+
+# ---- Twilio -------------------------------------------------------------------------------------
+
+def twilio_client(account_sid: str, auth_token: str, api_base: str | None = None):
+    """A twilio REST client; `api_base` replaces https://api.twilio.com (e.g. a local fake)."""
+    from twilio.rest import Client
+
+    client = Client(account_sid, auth_token)
+    if api_base:
+        client.api.base_url = api_base.rstrip("/")  # every v2010 URL and next-page URL is built on it
+    return client
+
+
+def list_recordings(client, since: datetime | None = None, call_sid: str | None = None) -> list:
+    """Twilio's recordings created at/after `since` and/or of one call (all pages)."""
+    import requests
+    from twilio.base import values
+    from twilio.base.exceptions import TwilioException
+
+    try:
+        return client.recordings.list(date_created_after=since or values.unset,
+                                      call_sid=call_sid or values.unset)
+    except TwilioException as error:
+        raise click.ClickException(f"cannot list recordings from Twilio: {_twilio_reason(error)}") from None
+    except requests.RequestException as error:
+        raise click.ClickException(f"cannot reach Twilio at {client.api.base_url}: "
+                                   f"{type(error).__name__}") from None
+
+
+def _twilio_reason(error) -> str:
+    """ "HTTP 401, ..." from a TwilioRestException or the page response a TwilioException carries."""
+    status = getattr(error, "status", None)
+    body = getattr(error, "msg", "")
+    for part in error.args:
+        if hasattr(part, "status_code"):  # twilio.http.response.Response
+            status, body = part.status_code, part.text
+    if status == 401:
+        return "HTTP 401, the account SID or auth token is wrong"
+    if status:
+        return f"HTTP {status}: {' '.join(str(body).split())[:200]}"
+    return str(error)
+
+
+def media_url(client, account_sid: str, recording_sid: str) -> str:
+    """The recording's audio as WAV: /2010-04-01/Accounts/{AccountSid}/Recordings/{Sid}.wav."""
+    return client.api.absolute_url(f"{API_VERSION}/Accounts/{account_sid}/Recordings/{recording_sid}.wav")
+
+
+# ---- downloading --------------------------------------------------------------------------------
+
+def download_wav(url: str, destination: Path, auth: tuple[str, str], *, attempts: int = DOWNLOAD_ATTEMPTS,
+                 backoff_s: float = BACKOFF_S, session=None) -> int:
+    """Download a WAV to `destination` atomically, retrying failures that may pass; returns its bytes.
+
+    Raises DownloadError when it gives up; `destination` is then untouched.
+    """
+    import requests
+
+    session = session or requests.Session()
+    for attempt in range(1, attempts + 1):
+        try:
+            return _download_once(url, destination, auth, session)
+        except RetryableError as error:
+            if attempt == attempts:
+                raise DownloadError(f"gave up after {attempts} attempts: {error}") from None
+            wait_s = backoff_s * 2 ** (attempt - 1)
+            log.warning("download of %s failed (%s); retrying in %.1f s", destination.name, error, wait_s)
+            time.sleep(wait_s)
+    raise AssertionError("unreachable")
+
+
+def _download_once(url: str, destination: Path, auth: tuple[str, str], session) -> int:
+    import requests
+
+    partial = destination.with_name(f".{destination.name}.{os.getpid()}.part")
+    try:
+        try:
+            with session.get(url, auth=auth, stream=True, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S)) as response:
+                if response.status_code in RETRYABLE_HTTP:
+                    raise RetryableError(f"HTTP {response.status_code} from {url}")
+                if response.status_code != 200:
+                    raise DownloadError(f"HTTP {response.status_code} from {url}")
+                with open(partial, "wb") as out:
+                    for chunk in response.iter_content(CHUNK_BYTES):
+                        out.write(chunk)
+        except requests.RequestException as error:  # refused, reset, timed out, cut short
+            raise RetryableError(f"{type(error).__name__}: {error}") from None
+        check_wav(partial)
+        os.replace(partial, destination)  # atomic on one filesystem: the file appears whole or not at all
+        return destination.stat().st_size
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def check_wav(path: Path) -> None:
+    """Raise RetryableError unless `path` is a complete, readable WAV file."""
+    import soundfile
+
+    size = path.stat().st_size
+    with open(path, "rb") as wav:
+        header = wav.read(12)
+    if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+        raise RetryableError(f"not a WAV file ({size} bytes starting {header[:12]!r})")
+    declared = int.from_bytes(header[4:8], "little") + 8
+    if declared > size:
+        raise RetryableError(f"cut off: the WAV header says {declared} bytes, got {size}")
+    try:
+        soundfile.info(str(path))
+    except (RuntimeError, soundfile.LibsndfileError) as error:
+        raise RetryableError(f"unreadable WAV: {error}") from None
+
+
+# ---- linking and auditing -----------------------------------------------------------------------
+
+def call_link(db, call_sid: str | None) -> dict | None:
+    """The webhook's knowledge of a call: caller, customer, queue and how many answers it logged."""
+    if not call_sid or not db["calls"].exists():
+        return None
+    rows = list(db.query(
+        """select c.caller, c.customer_id, c.queue, c.started_at, c.queue_result,
+                  (select count(*) from plays p where p.call_sid = c.call_sid) as plays
+           from calls c where c.call_sid = ?""", [call_sid]))
+    return dict(rows[0]) if rows else None
+
+
+def write_sidecar(recording_path: Path, call_sid: str | None) -> None:
+    """`<RecordingSid>.context.json` with the CallSid, so `holdguard audit` of the file finds its caller."""
+    from audits.context import sidecar_path
+
+    if not call_sid:
+        return
+    sidecar = sidecar_path(recording_path)
+    partial = sidecar.with_name(sidecar.name + ".part")
+    partial.write_text(json.dumps({"call_sid": call_sid}) + "\n", encoding="utf-8")
+    os.replace(partial, sidecar)
+
+
+def audit_recording(db, path: Path, call_sid: str | None, transcriber) -> int:
+    """Audit a stored recording with its caller's open issues and products; returns the audit id."""
+    from app.flows import load_catalog
+    from audits import context as audit_context, pipeline, store
+    from audits.data import Context
+
+    context = audit_context.from_database(db, call_sid=call_sid) if call_sid else None
+    catalog_products = {product for segment in load_catalog(db).segments for product in segment.products}
+    result = pipeline.audit_file(path, context or Context(), transcriber, known_products=sorted(catalog_products))
+    return store.save(db, result, sha256=store.file_sha256(path), call_sid=call_sid)
+
+
+# ---- one fetch run ------------------------------------------------------------------------------
+
+def _utc_text(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _save_row(db, sid: str, **values) -> None:
+    db["recordings"].upsert({"sid": sid, **values}, pk="sid", alter=False)
+
+
+def fetch(db, client, data_dir: str | Path, *, since: datetime | None = None, call_sid: str | None = None,
+          audit: bool = True, transcriber=None, load_transcriber=None, attempts: int = DOWNLOAD_ATTEMPTS,
+          backoff_s: float = BACKOFF_S, progress=None) -> list[Outcome]:
+    """List, download, link and audit recordings; one Outcome per recording, in Twilio's order.
+
+    A recording already stored is not downloaded again (only audited, if it was not). The speech
+    engine is `transcriber`, or `load_transcriber()` called once, when the first audit needs it.
+    `progress(outcome)` is called after each recording.
+    """
+    create_table(db)
+    folder = Path(data_dir).resolve() / "recordings"
+    folder.mkdir(parents=True, exist_ok=True)
+    outcomes = []
+    for recording in list_recordings(client, since=since, call_sid=call_sid):
+        outcome = _fetch_one(db, client, recording, folder, attempts, backoff_s)
+        if audit and outcome.status == "downloaded":
+            if transcriber is None:
+                transcriber = load_transcriber()
+            outcome = _audit_one(db, outcome, folder, transcriber)
+        outcomes.append(outcome)
+        if progress:
+            progress(outcome)
+    return outcomes
+
+
+def _fetch_one(db, client, recording, folder: Path, attempts: int, backoff_s: float) -> Outcome:
+    sid, call_sid = recording.sid or "", recording.call_sid
+    if not RECORDING_SID.match(sid):  # it becomes a file name: never trust it blindly
+        return Outcome(sid, call_sid, "download_failed", f"unexpected recording SID {sid!r}")
+    path = folder / f"{sid}.wav"
+    existing = next(iter(db.query("select * from recordings where sid = ?", [sid])), None)
+    if existing and existing["status"] != "download_failed" and path.is_file():
+        if existing["status"] == "audited":
+            return Outcome(sid, call_sid, "skipped", f"already fetched and audited (audit {existing['audit_id']})",
+                           existing["audit_id"])
+        return Outcome(sid, call_sid, "downloaded", "already fetched")
+    row = {"call_sid": call_sid, "date_created": _utc_text(recording.date_created),
+           "duration_s": float(recording.duration) if recording.duration not in (None, "") else None}
+    try:
+        size = download_wav(media_url(client, client.account_sid, sid), path, client.auth,
+                            attempts=attempts, backoff_s=backoff_s)
+    except DownloadError as error:
+        _save_row(db, sid, **row, path=None, fetched_at=None, audit_id=None, status="download_failed",
+                  error=str(error))
+        return Outcome(sid, call_sid, "download_failed", str(error))
+    write_sidecar(path, call_sid)
+    _save_row(db, sid, **row, path=str(path), fetched_at=_utc_text(datetime.now(timezone.utc)),
+              audit_id=None, status="downloaded", error=None)
+    return Outcome(sid, call_sid, "downloaded", f"downloaded {size / 1024:.0f} kB")
+
+
+def _audit_one(db, outcome: Outcome, folder: Path, transcriber) -> Outcome:
+    path = folder / f"{outcome.sid}.wav"
+    try:
+        audit_id = audit_recording(db, path, outcome.call_sid, transcriber)
+    except Exception as error:  # one bad recording must not stop the batch; say what went wrong
+        log.debug("audit of %s failed", path, exc_info=True)
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        _save_row(db, outcome.sid, status="audit_failed", error=reason)
+        return Outcome(outcome.sid, outcome.call_sid, "audit_failed", f"{outcome.detail}; audit failed: {reason}")
+    _save_row(db, outcome.sid, status="audited", audit_id=audit_id, error=None)
+    findings = db["audits"].get(audit_id)["findings"]
+    return Outcome(outcome.sid, outcome.call_sid, "audited",
+                   f"{outcome.detail}; audit {audit_id}: {findings} finding{'s' * (findings != 1)}", audit_id)
+
+
+def describe(db, outcome: Outcome) -> str:
+    """One line for a person: the recording, its call and caller, and what happened."""
+    link = call_link(db, outcome.call_sid)
+    if link:
+        who = (f"call {outcome.call_sid} from {link['caller'] or 'unknown'}, queue {link['queue'] or '?'}, "
+               f"{link['plays']} answer{'s' * (link['plays'] != 1)} logged")
+    else:
+        who = f"call {outcome.call_sid or '?'} (not in the play log)"
+    return f"{outcome.sid} ({who}): {outcome.status}: {outcome.detail}"
+
+
+# ---- CLI ----------------------------------------------------------------------------------------
+
+def summary_line(outcomes: list[Outcome]) -> str:
+    """ "3 recording(s): 2 audited, 1 download_failed" """
+    if not outcomes:
+        return "no recordings found"
+    counts = {}
+    for outcome in outcomes:
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    return f"{len(outcomes)} recording(s): " + ", ".join(f"{n} {status}" for status, n in counts.items())
+
+
+def _since_option(ctx, param, value):
+    return parse_since(value) if value else None
+
+
+def parse_since(text: str) -> datetime:
+    """'2026-11-20' or '2026-11-20T09:00:00Z' -> an aware UTC datetime."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a date; use YYYY-MM-DD or 2026-11-20T09:00:00Z") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _env(name: str, what: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise click.ClickException(f"{name} is not set ({what})")
+    return value
+
+
+@click.group("recordings")
+def recordings_group():
+    """Twilio call recordings: fetch them, link them to their calls, audit them.
+
+    \b
+    To record what the caller hears on hold, start a recording of the call's
+    outbound track (the audio Twilio plays to the caller) when the call is
+    enqueued, e.g. with the REST API:
+      client.calls(call_sid).recordings.create(recording_track="outbound")
+    """
+
+
+@recordings_group.command("fetch")
+@click.option("--since", callback=_since_option,
+              metavar="DATE", help="Only recordings created at/after this date (YYYY-MM-DD, UTC) or time.")
+@click.option("--call-sid", metavar="SID", help="Only the recordings of this call (CA + 32 hex digits).")
+@click.option("--db", "db_path", envvar="HOLDGUARD_DB", default="./holdguard.db", show_default=True,
+              help="SQLite file (env HOLDGUARD_DB); created if missing.")
+@click.option("--data-dir", envvar="HOLDGUARD_DATA_DIR", default="./holdguard-data", show_default=True,
+              help="Where recordings are stored, under recordings/ (env HOLDGUARD_DATA_DIR).")
+@click.option("--audit/--no-audit", default=True, show_default=True, help="Audit each new recording.")
+@click.option("--engine", default="openai-whisper", show_default=True,
+              type=click.Choice(["openai-whisper", "faster-whisper"]), help="Speech engine for the audits.")
+@click.option("--model", default="tiny.en", show_default=True, help="Whisper model name or path.")
+def fetch_command(since, call_sid, db_path, data_dir, audit, engine, model):
+    """Download new call recordings from Twilio, link each to its call and audit it.
+
+    Needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in the environment
+    (TWILIO_API_BASE overrides https://api.twilio.com). A recording fetched
+    before is not downloaded again. Exit status 1 if any recording failed.
+
+    \b
+    Examples:
+      holdguard recordings fetch --since 2026-11-20
+      holdguard recordings fetch --call-sid CA0123456789abcdef0123456789abcdef
+    """
+    from tqdm import tqdm
+
+    from app.db import connect, init_schema
+
+    if call_sid and not CALL_SID.match(call_sid):
+        raise click.BadParameter(f"{call_sid!r} is not a Twilio CallSid (CA + 32 hex digits)",
+                                 param_hint="--call-sid")
+    client = twilio_client(_env("TWILIO_ACCOUNT_SID", "your Twilio Account SID, AC..."),
+                           _env("TWILIO_AUTH_TOKEN", "your Twilio auth token"),
+                           os.environ.get("TWILIO_API_BASE") or None)
+    db = connect(db_path)
+    init_schema(db)
+
+    def load_transcriber():
+        from audits.transcribe import load_engine
+        return load_engine(engine, model)
+
+    with tqdm(desc="recordings", unit="rec", disable=None, file=sys.stderr) as bar:
+        def report(outcome):
+            bar.update(1)
+            bar.write(describe(db, outcome), file=sys.stdout)
+
+        outcomes = fetch(db, client, data_dir, since=since, call_sid=call_sid, audit=audit,
+                         load_transcriber=load_transcriber, progress=report)
+    click.echo(summary_line(outcomes))
+    if any(outcome.failed for outcome in outcomes):
+        sys.exit(1)
