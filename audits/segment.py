@@ -12,6 +12,7 @@ separated by music or by a longer silence stay apart.
 """
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -38,8 +39,12 @@ SILENCE_CEILING_DBFS = -40.0  # never call anything louder than this silence
 FLOOR_FRAMES_S = 0.5  # the line-noise floor: the level of the quietest half second of frames...
 FLOOR_FRAMES_SHARE = 0.001  # ...or of this share of a long file's frames, whichever is more
 
-VAD_BLOCK_FRAMES = 125  # 4 s per VAD call, from a fresh state (see speech_probabilities)
+VAD_INPUT_N = 576  # Silero's input per window: 64 samples of context + FRAME_N
+VAD_BLOCK_FRAMES = 125  # 4 s per VAD call, from a fresh state (see _vad)
 VAD_WARMUP_FRAMES = 16  # audio before a block that primes the VAD's recurrent state
+COARSE_STRIDE = 4  # the first pass feeds Silero one window in four (every 128 ms)
+CANDIDATE_PROBABILITY = 0.3  # a coarse frame this likely to be speech is looked at closely...
+REFINE_MARGIN_S = 1.5  # ...with this much around it
 
 SILENCE, MUSIC, SPEECH = 0, 1, 2
 KIND_NAMES = {SILENCE: "silence", MUSIC: "music", SPEECH: "speech"}
@@ -79,33 +84,84 @@ def silence_threshold_db(levels_db: np.ndarray) -> float:
 
 
 def speech_probabilities(samples: np.ndarray, active: np.ndarray) -> np.ndarray:
-    """Silero's speech probability per frame; 0 for blocks with no active (non-silent) frame.
+    """Silero's speech probability per frame (0 in stretches of silence).
 
-    The file is cut into short blocks, each primed with the half second before it. Short blocks
-    matter: after a long stretch of music Silero's recurrent state takes up to ~1.5 s to accept
-    that a voice started, against ~0.3 s from a fresh state. They also run on all cores
-    (onnxruntime releases the GIL).
+    Two passes keep a long hold cheap: a coarse pass feeds Silero every COARSE_STRIDE-th window
+    (it still tells voices from music, a little less sharply), then whatever might be speech is
+    run again, with REFINE_MARGIN_S around it, at full resolution for exact message boundaries.
+    Hold music, most of a hold, is only seen by the coarse pass.
     """
-    from faster_whisper.vad import get_vad_model  # lazy: onnxruntime is not needed to import us
+    coarse = _vad(samples, active, stride=COARSE_STRIDE)
+    maybe_speech = (coarse >= CANDIDATE_PROBABILITY) & active
+    margin = int(REFINE_MARGIN_S / FRAME_S)
+    near_speech = np.convolve(maybe_speech, np.ones(2 * margin + 1), mode="same") > 0
+    fine = _vad(samples, near_speech & active, stride=1)
+    return np.where(near_speech, fine, coarse)
 
-    model = get_vad_model()
-    n_frames = len(active)
-    probabilities = np.zeros(n_frames, dtype=np.float32)
 
-    def run_block(first: int) -> None:
-        last = min(first + VAD_BLOCK_FRAMES, n_frames)
-        if not active[first:last].any():
-            return
-        warm = min(first, VAD_WARMUP_FRAMES)
-        block = samples[(first - warm) * FRAME_N: last * FRAME_N]
-        if len(block) % FRAME_N:  # the file's last, partial frame
-            block = np.pad(block, (0, FRAME_N - len(block) % FRAME_N))
-        probabilities[first:last] = np.asarray(model(block)).reshape(-1)[warm:]
+@functools.lru_cache(maxsize=1)
+def _vad_session():
+    """The Silero VAD model that ships inside the faster-whisper wheel (no download)."""
+    import onnxruntime
+    from faster_whisper.utils import get_assets_path
 
-    workers = max(1, min(os.cpu_count() or 1, 4))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(run_block, range(0, n_frames, VAD_BLOCK_FRAMES)))
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1  # parallel over blocks instead
+    options.log_severity_level = 4
+    return onnxruntime.InferenceSession(os.path.join(get_assets_path(), "silero_vad_v6.onnx"),
+                                        sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def _vad(samples: np.ndarray, wanted: np.ndarray, stride: int) -> np.ndarray:
+    """Speech probability for the `wanted` frames (and short gaps between them; 0 elsewhere).
+
+    Frames run in blocks of at most VAD_BLOCK_FRAMES, each from a fresh recurrent state primed by
+    the half second before it: after a long stretch of music a running Silero takes up to ~1.5 s
+    to accept that a voice started, against ~0.3 s when fresh. Blocks run on all cores
+    (onnxruntime releases the GIL). With stride > 1 only every stride-th window is fed and the
+    frames between are interpolated.
+    """
+    session = _vad_session()
+    probabilities = np.zeros(len(wanted), dtype=np.float32)
+
+    def run_block(frame_range: tuple[int, int]) -> None:
+        first, last = frame_range
+        warm_first = max(0, first - VAD_WARMUP_FRAMES)
+        fed = np.arange(warm_first, last, stride)
+        windows = _windows(samples, fed)
+        state = np.zeros((1, 1, 128), dtype=np.float32)
+        output, _, _ = session.run(None, {"input": windows, "h": state, "c": state})
+        probabilities[first:last] = np.interp(np.arange(first, last), fed, output.reshape(-1))
+
+    with ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, 4))) as pool:
+        list(pool.map(run_block, _block_ranges(wanted)))
     return probabilities
+
+
+def _windows(samples: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """Silero's input for the given frames: each frame's FRAME_N samples after the 64 before it."""
+    context_n = VAD_INPUT_N - FRAME_N
+    first_n, last_n = int(frames[0]) * FRAME_N - context_n, (int(frames[-1]) + 1) * FRAME_N
+    span = samples[max(0, first_n): last_n]
+    span = np.pad(span, (max(0, -first_n), last_n - first_n - len(span) - max(0, -first_n)))
+    starts = (frames - frames[0]) * FRAME_N
+    return span[starts[:, None] + np.arange(VAD_INPUT_N)]
+
+
+def _block_ranges(wanted: np.ndarray) -> list[tuple[int, int]]:
+    """[first, last) frame ranges covering the wanted frames, in blocks of at most VAD_BLOCK_FRAMES;
+    gaps under a second are covered too, so a pause does not restart the VAD inside a message."""
+    starts, lengths = _runs(wanted)
+    keep = wanted[starts] | (lengths < VAD_WARMUP_FRAMES * 2)
+    keep[[0, -1]] = wanted[starts[[0, -1]]]  # no leading or trailing gap
+    ranges = []
+    for start, length in zip(starts[keep], lengths[keep]):
+        end = int(start + length)
+        if ranges and ranges[-1][1] == start:
+            start = ranges.pop()[0]
+        ranges.append((int(start), end))
+    return [(first, min(first + VAD_BLOCK_FRAMES, last))
+            for begin, last in ranges for first in range(begin, last, VAD_BLOCK_FRAMES)]
 
 
 def label_frames(speech_prob: np.ndarray, silent: np.ndarray) -> np.ndarray:
