@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlencode
 
-from flask import (Blueprint, abort, current_app, g, make_response, redirect, render_template,
+from flask import (Blueprint, abort, current_app, make_response, redirect, render_template,
                    request, send_file)
 from markupsafe import Markup
 
@@ -266,6 +266,15 @@ def transcript_lines(result) -> list[dict]:
     return sorted(lines, key=lambda line: line["start_s"])
 
 
+def call_plays(db, call_sid: str | None) -> list[dict]:
+    """What the webhook decided for the audited call, answer by answer, with its reasons."""
+    if not call_sid:
+        return []
+    return [dict(row) for row in db.query(
+        "select at_s, segment_id, kind, duration_s, reason from plays where call_sid = ? order by id",
+        [call_sid])]
+
+
 @bp.route("/audits/<int:audit_id>")
 def audit_page(audit_id: int):
     db = get_db()
@@ -275,8 +284,7 @@ def audit_page(audit_id: int):
         "pages/audit.html", audit=audit, result=result,
         timeline=Markup(timeline_svg(result)),  # timeline_svg escapes every text it draws
         has_audio=recording_file(audit["recording"]) is not None,
-        transcript=transcript_lines(result),
-        messages_by_id={message.id: message for message in result.messages})
+        transcript=transcript_lines(result), plays=call_plays(db, audit["call_sid"]))
 
 
 @bp.route("/audits/<int:audit_id>/audio")

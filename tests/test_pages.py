@@ -326,8 +326,9 @@ def test_campaigns_counts_plays_and_skips_from_the_play_log(client, db):
     log_play(db, now - timedelta(days=2), "CA2", "+15555550104", "galaxy-upgrade", "promo", fresh_reason, 300)
     log_play(db, now - timedelta(days=30), "CA0", fresh.phone_e164, "galaxy-upgrade", "promo", fresh_reason)
     log_play(db, now - timedelta(minutes=5), "CA3", owner.phone_e164, "tip-online-billing", "tip", owner_reason)
-    log_play(db, now - timedelta(minutes=4), "CA5", "+15555550105", "fiber-offer", "promo",
-             policy_reason(flow, Caller("+15555550105", "C-9", products=("Galaxy S7",)), now))
+    galaxy_owner_reason = policy_reason(flow, Caller("+15555550105", "C-9", products=("Galaxy S7",)), now)
+    assert galaxy_owner_reason.startswith("promo fiber-offer") and "promo galaxy-upgrade skipped" in galaxy_owner_reason
+    log_play(db, now - timedelta(minutes=4), "CA5", "+15555550105", "fiber-offer", "promo", galaxy_owner_reason)
     for minutes in (10, 9):  # two answers of one call held back by an open issue
         log_play(db, now - timedelta(minutes=minutes), "CA4", sick.phone_e164, "music-1", "music", sick_reason)
 
@@ -336,7 +337,8 @@ def test_campaigns_counts_plays_and_skips_from_the_play_log(client, db):
     galaxy = promos[promos.index("<code>galaxy-upgrade</code>"):promos.index("<code>fiber-offer</code>")]
     fiber = promos[promos.index("<code>fiber-offer</code>"):]
     numbers = lambda row: re.findall(r'<td class="num">(\d+)<br><span class="hint">([^<]*)</span>', row)
-    assert numbers(galaxy) == [("2", "2 callers"), ("1", "in 1 call")]  # the 30-day-old play is out
+    # played twice (the 30-day-old play is out); passed over in CA3 (both owned) and CA5 (fiber played instead)
+    assert numbers(galaxy) == [("2", "2 callers"), ("2", "in 2 calls")]
     assert numbers(fiber) == [("1", "1 caller"), ("1", "in 1 call")]
     assert "Galaxy S7" in galaxy and "live" in galaxy
     blocks = page[page.index('id="blocks-heading"'):page.index('id="recent-heading"')]
@@ -370,3 +372,138 @@ def test_campaigns_escapes_catalog_text(client, db):
     db.conn.commit()
     page = client.get("/campaigns").text
     assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+def test_audit_page_shows_what_the_webhook_played_on_that_call(client, db, tmp_path):
+    now = datetime.now(timezone.utc)
+    log_play(db, now, "CA42", "+15555550100", "music-1", "music", "music: the hold has just begun")
+    log_play(db, now, "CA42", "+15555550100", "galaxy-upgrade", "promo", f"promo galaxy-upgrade: {HOSTILE}", 45)
+    audit_id = save_audit(db, audit_result(str(tmp_path / "hold.wav")), call_sid="CA42")
+    page = client.get(f"/audits/{audit_id}").text
+    section = page[page.index('id="plays-heading"'):]
+    assert "What holdguard chose for call CA42" in section
+    assert section.index("music: the hold has just begun") < section.index("<code>galaxy-upgrade</code>")
+    assert "<script>" not in section and "&lt;script&gt;" in section
+    other = save_audit(db, audit_result(str(tmp_path / "other.wav")), call_sid="CA-unknown")
+    assert "The play log has no answers for this call" in client.get(f"/audits/{other}").text
+
+
+# ---- /flows: simulate a caller ------------------------------------------------------------------
+
+@pytest.fixture
+def demo_db(db):
+    from app.customers import import_customers
+
+    save_catalog(db, read_flow_file(DEMO_FLOW))
+    import_customers(db, DEMO_FLOW.parent / "customers.json")
+    return db
+
+
+def simulate(client, **fields):
+    form = {"caller": "phone", "phone": "", "minutes": "45", "queue": "support", "open_issue": "no",
+            "severity": "high", "products": ""} | fields
+    return client.post("/flows", data=form)
+
+
+def reasons_of(page: str) -> list[tuple[str, str, str]]:
+    table = page[page.index('<table class="reasons">'):]
+    return re.findall(r'<th scope="row"><code>([^<]+)</code></th><td>([^<]+)</td>\s*<td class="num">[^<]+</td>'
+                      r'<td>([^<]*)</td>', table)
+
+
+def test_simulating_a_known_caller_shows_the_timeline_and_each_reason(client, demo_db):
+    page = simulate(client, phone="(555) 555-0102").text  # Nia: no issue, owns nothing
+    assert "(customer C-1003), queue support" in page
+    assert '<svg xmlns="http://www.w3.org/2000/svg" class="timeline"' in page
+    heard = reasons_of(page)
+    assert heard[0][:2] == ("outage-northeast", "notice") and "not yet heard this call" in heard[0][2]
+    promo = [row for row in heard if row[1] == "promo"]
+    assert promo and promo[0][2].startswith(f"promo {promo[0][0]}:")
+    assert "1 promo" in page
+    # logged like a real call: the next simulation is her next call, so that promo is not replayed
+    again = reasons_of(simulate(client, phone="+15555550102").text)
+    assert not [row for row in again if row[0] == promo[0][0]]
+    assert any(f"promo {promo[0][0]} skipped: heard" in row[2] for row in again)
+
+
+def test_simulating_a_caller_with_an_open_issue_explains_the_missing_promos(client, demo_db):
+    heard = reasons_of(simulate(client, phone="+15555550100", minutes="20").text)  # Dana: CASE-1042 (high)
+    assert not [row for row in heard if row[1] == "promo"]
+    assert any("promo skipped: open issue CASE-1042 (high)" in row[2] for row in heard)
+
+
+def test_simulating_an_adhoc_caller_logs_nothing(client, demo_db):
+    before = demo_db["plays"].count
+    page = simulate(client, caller="adhoc", open_issue="no", products="Galaxy S7", minutes="30").text
+    assert "(ad-hoc), queue support" in page
+    heard = reasons_of(page)
+    assert not [row for row in heard if row[0] == "galaxy-upgrade"]  # owns the product
+    assert any("promo galaxy-upgrade skipped: caller owns Galaxy S7" in row[2] for row in heard)
+    with_issue = reasons_of(simulate(client, caller="adhoc", open_issue="yes", severity="low").text)
+    assert any("promo skipped: open issue ADHOC-ISSUE (low)" in row[2] for row in with_issue)
+    assert demo_db["plays"].count == before
+    assert 'id="caller-adhoc" name="caller" value="adhoc" checked' in page  # the form keeps its choices
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"minutes": "lots"}, "Minutes: &#39;lots&#39; is not a number."),
+    ({"minutes": "0"}, "Minutes: must be above 0 and at most 240, got 0."),
+    ({"minutes": "500"}, "Minutes: must be above 0 and at most 240, got 500."),
+    ({"queue": "sales"}, "Queue: &#39;sales&#39; is not a loaded queue (support)."),
+    ({"phone": ""}, "Phone: give the caller&#39;s phone number"),
+    ({"phone": "not a phone"}, "&#39;not a phone&#39; is not a valid phone number"),
+    ({"caller": "robot"}, "Caller: choose a phone number or an ad-hoc caller."),
+    ({"caller": "adhoc", "open_issue": "yes", "severity": "apocalyptic"}, "Severity: &#39;apocalyptic&#39; is not one of"),
+])
+def test_bad_simulation_forms_are_400_with_a_message(client, demo_db, fields, message):
+    response = simulate(client, **({"phone": "+15555550102"} | fields))
+    assert response.status_code == 400
+    assert message in response.text and 'role="alert"' in response.text
+    assert 'id="simulate-heading"' in response.text  # the form is shown again to fix it
+
+
+def test_cross_site_form_posts_are_refused(client, demo_db):
+    response = client.post("/flows", data={"caller": "phone", "phone": "+15555550102", "minutes": "5",
+                                           "queue": "support"}, headers={"Origin": "https://evil.example"})
+    assert response.status_code == 403
+    assert demo_db["plays"].count == 0
+    same_site = client.post("/flows", data={"caller": "phone", "phone": "+15555550102", "minutes": "5",
+                                            "queue": "support"}, headers={"Origin": "http://localhost"})
+    assert same_site.status_code == 200
+
+
+# ---- /suppression -------------------------------------------------------------------------------
+
+def test_suppression_page_says_who_and_why(client, demo_db):
+    page = client.get("/suppression").text
+    assert "2 customers suppressed (2 reasons)" in page
+    dana = page[page.index("C-1001"):page.index("C-1004")]
+    assert "Dana Reyes" in dana and "open issue: Galaxy S7 reboots during calls" in dana
+    assert "CASE-1042" in dana and "severity-high" in dana
+    assert "opted out of marketing" in page[page.index("C-1004"):]
+    higher = client.get("/suppression?min_severity=critical").text
+    assert "1 customer suppressed (1 reason)" in higher and "CASE-1042" not in higher
+
+
+def test_suppression_csv_has_the_export_columns_and_rows(client, demo_db):
+    from app.suppression import HEADER, suppression_rows
+
+    response = client.get("/suppression.csv")
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    assert response.headers["Content-Disposition"].startswith('attachment; filename="suppression-')
+    lines = response.data.decode("utf-8").split("\r\n")
+    assert lines[0] == ",".join(HEADER)
+    expected = suppression_rows(demo_db, "X", "low")
+    assert [line.split(",")[:6] for line in lines[1:-1]] == [
+        [str(row[key]) for key in HEADER[:6]] for row in expected]
+    assert lines[-1] == ""
+
+
+def test_suppression_rejects_a_bad_severity_and_escapes_crm_text(client, demo_db):
+    response = client.get("/suppression.csv?min_severity=urgent")
+    assert response.status_code == 400 and "min_severity: &#39;urgent&#39; is not a severity" in response.text
+    demo_db.execute("update customers set name = ? where customer_id = 'C-1001'", [HOSTILE])
+    demo_db.execute("update issues set summary = ? where id = 'CASE-1042'", [HOSTILE])
+    demo_db.conn.commit()
+    page = client.get("/suppression").text
+    assert "<script>" not in page and page.count("&lt;script&gt;") == 2
