@@ -4,10 +4,13 @@ heard, the queue's settings and catalog; and the play log every answer writes.
 Everything here is a few indexed queries (customers.phone_e164, issues.customer_id,
 plays.call_sid, plays.caller+at, primary keys), so a wait request stays fast.
 """
+import contextlib
 import json
 import os
+import re
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,6 +24,9 @@ from app.policy import (Caller, CallSoFar, Decision, Issue, Play, QueueSettings,
 
 # Twilio waits ~15 s for a webhook; a locked database must turn into fallback music long before.
 WEBHOOK_BUSY_TIMEOUT_S = 0.5
+E164 = re.compile(r"\+[1-9]\d{6,14}")
+# The catalog changes only with `holdguard flows load`; webhooks see a new one within this long.
+CATALOG_CACHE_S = 1.0
 
 
 class NoHoldFlow(LookupError):
@@ -34,6 +40,7 @@ class PolicyInputs:
     history: tuple[Play, ...]
     queue: QueueSettings
     catalog: tuple[Segment, ...]
+    call_row: dict | None = None  # the stored calls row, so an unchanged one is not rewritten
 
 
 def open_webhook_db(path: str | Path) -> sqlite_utils.Database:
@@ -45,7 +52,8 @@ def open_webhook_db(path: str | Path) -> sqlite_utils.Database:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: database file does not exist (run `holdguard db init`)")
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True,
+    # isolation_level=None: a lone INSERT is its own transaction, without BEGIN/COMMIT round trips.
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, isolation_level=None,
                            timeout=WEBHOOK_BUSY_TIMEOUT_S, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {int(WEBHOOK_BUSY_TIMEOUT_S * 1000)}")
     conn.execute("PRAGMA synchronous = NORMAL")
@@ -68,8 +76,14 @@ def webhook_db(path: str | Path) -> sqlite_utils.Database:
         return cached[1]
     discard_webhook_db()
     db = open_webhook_db(path)
-    _per_thread.db = (identity, db)
+    _per_thread.db = (identity, db, {})
     return db
+
+
+def webhook_catalog_cache() -> dict:
+    """The catalog cache that goes with this thread's webhook connection (see load_inputs)."""
+    cached = getattr(_per_thread, "db", None)
+    return cached[2] if cached is not None else {}
 
 
 def discard_webhook_db() -> None:
@@ -94,6 +108,8 @@ def _file_identity(path: str | Path) -> tuple[int, int] | None:
 def normalize_phone(raw: str | None, default_region: str = "US") -> str | None:
     """E.164 form of a caller id ("(555) 555-0102" -> "+15555550102"), as the CRM import stores
     numbers; None when it is no phone number ("anonymous", empty)."""
+    if raw and E164.fullmatch(raw):
+        return raw  # what Twilio sends; to_e164 would return it unchanged (or no customer has it)
     try:
         return to_e164(raw, default_region)
     except ValueError:
@@ -132,47 +148,52 @@ def load_caller(db, phone_e164: str | None) -> Caller | None:
     """
     if not phone_e164:
         return None
-    rows = _query(db, "SELECT customer_id, name, products, marketing_opt_out FROM customers "
-                      "WHERE phone_e164 = ? ORDER BY customer_id", [phone_e164])
+    # One query: each customer on this number, once per open issue (or once with no issue).
+    rows = _query(db, "SELECT c.customer_id, c.name, c.products, c.marketing_opt_out, "
+                      "i.id AS issue_id, i.severity, i.summary FROM customers c "
+                      "LEFT JOIN issues i ON i.customer_id = c.customer_id "
+                      "AND (i.closed_at IS NULL OR i.closed_at = '') "
+                      "WHERE c.phone_e164 = ? ORDER BY c.customer_id, i.opened_at, i.id", [phone_e164])
     if not rows:
         return None
-    ids = [row["customer_id"] for row in rows]
-    issues = _query(db, f"SELECT id, severity, summary FROM issues WHERE customer_id IN "
-                        f"({', '.join('?' * len(ids))}) AND (closed_at IS NULL OR closed_at = '') "
-                        f"ORDER BY opened_at, id", ids)
     products = []
-    for row in rows:
+    for row in {row["customer_id"]: row for row in rows}.values():
         products += [p for p in _products(row["customer_id"], row["products"]) if p not in products]
     return Caller(
-        phone_e164=phone_e164, customer_id=ids[0], name=rows[0]["name"] or "",
+        phone_e164=phone_e164, customer_id=rows[0]["customer_id"], name=rows[0]["name"] or "",
         products=tuple(products),
-        open_issues=tuple(Issue(i["id"], i["severity"] or "", i["summary"] or "") for i in issues),
+        open_issues=tuple(Issue(r["issue_id"], r["severity"] or "", r["summary"] or "")
+                          for r in rows if r["issue_id"] is not None),
         marketing_opt_out=any(_flag(row["marketing_opt_out"]) for row in rows),
     )
-
-
-def _play(row: dict) -> Play:
-    return Play(row["segment_id"], row["kind"], parse_utc(row["at"]), row["at_s"] or 0.0,
-                row["duration_s"] or 0.0)
 
 
 PLAY_COLUMNS = "segment_id, kind, at, at_s, duration_s"
 
 
-def load_call(db, call_sid: str) -> CallSoFar:
-    """What this call heard so far, in order, and the last queue position it was told."""
-    plays = _query(db, f"SELECT {PLAY_COLUMNS} FROM plays WHERE call_sid = ? ORDER BY id", [call_sid])
-    call = _query(db, "SELECT last_position_told FROM calls WHERE call_sid = ?", [call_sid])
-    return CallSoFar(tuple(_play(p) for p in plays), call[0]["last_position_told"] if call else None)
+def _plays(db, sql: str, params) -> tuple[Play, ...]:
+    """Plays from a query selecting PLAY_COLUMNS (plain tuples: a call may have a hundred rows)."""
+    return tuple(Play(segment_id, kind, parse_utc(at), at_s or 0.0, duration_s or 0.0)
+                 for segment_id, kind, at, at_s, duration_s in db.execute(sql, params))
+
+
+CALL_COLUMNS = ("caller", "customer_id", "queue", "last_position_told")
+
+
+def load_call(db, call_sid: str) -> tuple[CallSoFar, dict | None]:
+    """What this call heard so far, in order, and the last queue position it was told; and its calls row."""
+    plays = _plays(db, f"SELECT {PLAY_COLUMNS} FROM plays WHERE call_sid = ? ORDER BY id", [call_sid])
+    rows = _query(db, f"SELECT {', '.join(CALL_COLUMNS)} FROM calls WHERE call_sid = ?", [call_sid])
+    call_row = rows[0] if rows else None
+    return CallSoFar(plays, call_row["last_position_told"] if call_row else None), call_row
 
 
 def load_history(db, caller_key: str | None, call_sid: str, since: datetime) -> tuple[Play, ...]:
     """Promos this caller heard in earlier calls since `since` (for promo_repeat_days)."""
     if not caller_key:
         return ()
-    rows = _query(db, f"SELECT {PLAY_COLUMNS} FROM plays WHERE caller = ? AND at >= ? "
+    return _plays(db, f"SELECT {PLAY_COLUMNS} FROM plays WHERE caller = ? AND at >= ? "
                       f"AND call_sid != ? AND kind = 'promo' ORDER BY at", [caller_key, format_utc(since), call_sid])
-    return tuple(_play(r) for r in rows)
 
 
 def load_queue(db, queue_name: str) -> QueueSettings:
@@ -188,16 +209,37 @@ def load_segments(db, queue_name: str) -> tuple[Segment, ...]:
     return tuple(s for s in segments if s.applies_to(queue_name))
 
 
-def load_inputs(db, call_sid: str, caller_key: str | None, queue_name: str, now: datetime) -> PolicyInputs:
-    """Everything decide() needs for one wait request. Raises NoHoldFlow for an unconfigured queue."""
-    queue = load_queue(db, queue_name)
+def load_queue_catalog(db, queue_name: str, cache: dict | None = None) -> tuple[QueueSettings, tuple[Segment, ...]]:
+    """The queue's settings and segments, from `cache` if read there less than CATALOG_CACHE_S ago."""
+    if cache is not None:
+        expires, queue, segments = cache.get(queue_name, (0.0, None, ()))
+        if time.monotonic() < expires:
+            return queue, segments
+    queue, segments = load_queue(db, queue_name), load_segments(db, queue_name)
+    if cache is not None:
+        cache[queue_name] = (time.monotonic() + CATALOG_CACHE_S, queue, segments)
+    return queue, segments
+
+
+def load_inputs(db, call_sid: str, caller_key: str | None, queue_name: str, now: datetime,
+                catalog_cache: dict | None = None) -> PolicyInputs:
+    """Everything decide() needs for one wait request. Raises NoHoldFlow for an unconfigured queue.
+
+    With a `catalog_cache` (the webhook's, see webhook_catalog_cache) the catalog
+    is read at most once per CATALOG_CACHE_S; callers, issues and plays always fresh.
+    """
+    queue, segments = load_queue_catalog(db, queue_name, catalog_cache)
     since = now - timedelta(days=queue.promo_repeat_days)
+    call, call_row = load_call(db, call_sid)
+    caller = load_caller(db, caller_key)
     return PolicyInputs(
-        caller=load_caller(db, caller_key),
-        call=load_call(db, call_sid),
-        history=load_history(db, caller_key, call_sid, since),
+        caller=caller,
+        call=call,
+        # Earlier calls matter only for promos, and an unknown caller hears none.
+        history=load_history(db, caller_key, call_sid, since) if caller else (),
         queue=queue,
-        catalog=load_segments(db, queue_name),
+        catalog=segments,
+        call_row=call_row,
     )
 
 
@@ -217,18 +259,24 @@ def record_call_start(db, call_sid: str, caller_key: str, customer_id: str | Non
 
 
 def record_play(db, call_sid: str, caller_key: str, customer_id: str | None, queue_name: str,
-                decision: Decision, at: datetime, at_s: float) -> None:
-    """Log one answer and keep the call's row current, in one transaction."""
+                decision: Decision, at: datetime, at_s: float, call_row: dict | None = None) -> None:
+    """Log one answer and keep the call's row current, in one transaction.
+
+    `call_row` is the calls row as read for this request (see load_call): when
+    nothing in it changes, only the play is written (less work per answer).
+    """
     segment = decision.segment
     latest = {"caller": caller_key, "customer_id": customer_id, "queue": queue_name}
     if decision.position_told is not None:
         latest["last_position_told"] = decision.position_told
-    with db.atomic():
+    unchanged = call_row is not None and all(call_row[name] == value for name, value in latest.items())
+    with contextlib.nullcontext() if unchanged else db.atomic():  # one statement needs no BEGIN/COMMIT
         db.execute("INSERT INTO plays (call_sid, caller, customer_id, queue, segment_id, kind, at, at_s, "
                    "duration_s, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    [call_sid, caller_key, customer_id, queue_name, segment.id, segment.kind,
                     format_utc(at), at_s, segment.duration_s, decision.reason])
-        _upsert_call(db, call_sid, {"started_at": format_utc(at)}, latest)
+        if not unchanged:
+            _upsert_call(db, call_sid, {"started_at": format_utc(at)}, latest)
 
 
 def record_queue_result(db, call_sid: str, queue_result: str, queue_time_s: float | None,

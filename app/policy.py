@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import NamedTuple
 
 KINDS = ("music", "promo", "reassurance", "notice", "tip")
 # Kinds the policy makes up itself (not catalog segments); they appear in the play log.
@@ -105,9 +106,11 @@ class Caller:
     marketing_opt_out: bool = False
 
 
-@dataclass(frozen=True)
-class Play:
-    """One logged answer: what played, when (wall clock) and how far into the hold."""
+class Play(NamedTuple):
+    """One logged answer: what played, when (wall clock) and how far into the hold.
+
+    A named tuple, not a dataclass: a wait request reads every play of its call.
+    """
     segment_id: str
     kind: str
     at: datetime

@@ -16,6 +16,7 @@ long. Longer tracks are still safe: the policy measures hold time with
 Twilio's QueueTime, so a long track only delays its next decision.
 """
 import functools
+import hmac
 import logging
 import sqlite3
 from datetime import datetime, timezone
@@ -64,14 +65,26 @@ def twilio_signed(view):
         if not token:
             log.error("TWILIO_AUTH_TOKEN is not set: every Twilio webhook is refused")
             abort(403)
-        if not signature or not RequestValidator(token).validate(url, request.form, signature):
+        if not signature or not _signature_valid(token, url, signature):
             log.warning("403: %s signature for %s", "wrong" if signature else "no", url)
             abort(403)
         return view(*args, **kwargs)
     return checked
 
 
-def _twiml(response: VoiceResponse) -> Response:
+def _signature_valid(token: str, url: str, signature: str) -> bool:
+    """RequestValidator's check, trying the URL exactly as configured first.
+
+    validate() always signs two URL variants (with and without the default port);
+    the exact URL is what Twilio signs for a PUBLIC_BASE_URL without a port, so
+    one HMAC usually settles it.
+    """
+    validator = RequestValidator(token)
+    return (hmac.compare_digest(validator.compute_signature(url, request.form), signature)
+            or validator.validate(url, request.form, signature))
+
+
+def _twiml(response: VoiceResponse | str) -> Response:
     return Response(str(response), mimetype="text/xml")
 
 
@@ -109,14 +122,20 @@ def queue_data_from_request() -> QueueData:
     )
 
 
-def answer(decision: Decision) -> VoiceResponse:
+def answer(decision: Decision) -> str:
     """The TwiML for one decision: a single <Play> or <Say>."""
+    return _one_verb_twiml(decision.segment.play, decision.segment.say)
+
+
+@functools.lru_cache(maxsize=1024)
+def _one_verb_twiml(play_url: str | None, say_text: str | None) -> str:
+    # Hold answers repeat (music URLs, catalog messages): build each document once per process.
     response = VoiceResponse()
-    if decision.segment.play:
-        response.play(decision.segment.play)
+    if play_url:
+        response.play(play_url)
     else:
-        response.say(decision.segment.say)
-    return response
+        response.say(say_text)
+    return str(response)
 
 
 def _record_quietly(what: str, record, *args) -> None:
@@ -156,11 +175,11 @@ def wait():
         if not call_sid:
             raise ValueError("wait request without CallSid")
         db = callers.webhook_db(current_app.config["HOLDGUARD_DB"])
-        inputs = callers.load_inputs(db, call_sid, caller_e164, queue_name, now)
+        inputs = callers.load_inputs(db, call_sid, caller_e164, queue_name, now, callers.webhook_catalog_cache())
         decision = decide(inputs.caller, inputs.call, inputs.history, inputs.queue, inputs.catalog,
                           queue_data, now)
         callers.record_play(db, call_sid, caller_key, _customer_id(inputs), queue_name, decision, now,
-                            _at_s(queue_data, inputs))
+                            _at_s(queue_data, inputs), inputs.call_row)
     except Exception as error:
         log.exception("wait %s: answering fallback music", call_sid or "(no CallSid)")
         decision = fallback_decision(inputs.queue if inputs else None,

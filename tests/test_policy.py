@@ -186,7 +186,7 @@ def test_promo_repeat_days_across_calls():
     decision = next_for(history=(heard_2_days_ago,), catalog=(GALAXY,))
     assert decision.segment.kind == "music"
     assert decision.reason == "music: promo galaxy-upgrade skipped: heard 2.0 days ago (not replayed within 7 days)"
-    heard_8_days_ago = replace(heard_2_days_ago, at=NOW - timedelta(days=8))
+    heard_8_days_ago = heard_2_days_ago._replace(at=NOW - timedelta(days=8))
     assert next_for(history=(heard_8_days_ago,), catalog=(GALAXY,)).segment.id == "galaxy-upgrade"
 
 
