@@ -93,9 +93,10 @@ def simulate_call(target, *, caller_phone: str | None = None, adhoc_caller: Adho
     with tempfile.TemporaryDirectory(prefix="holdguard-simulate-") as scratch:
         scratch_db = Path(scratch) / "adhoc.db"
         _copy_catalog_with_caller(config["HOLDGUARD_DB"], scratch_db, adhoc_caller.as_caller())
-        result = _simulate({**config, "HOLDGUARD_DB": str(scratch_db)}, adhoc_caller.phone, minutes, queue)
-        callers.discard_webhook_db()  # let the scratch file go
-        return result
+        try:
+            return _simulate({**config, "HOLDGUARD_DB": str(scratch_db)}, adhoc_caller.phone, minutes, queue)
+        finally:
+            callers.discard_webhook_db()  # the webhook's connection to the scratch file
 
 
 def _config_of(target) -> dict:
@@ -202,9 +203,6 @@ def _simulate(config: dict, caller_phone: str, minutes: float, queue: str | None
 
     log = _PlayLog(config["HOLDGUARD_DB"], call_sid)
     total_s, elapsed_s = minutes * 60, 0.0
-    webhook_log = logging.getLogger("app.twilio_hold")
-    quiet_level = webhook_log.level
-    webhook_log.setLevel(logging.CRITICAL)  # faults show in the timeline, not as tracebacks
     try:
         while elapsed_s < total_s:
             if len(log.timeline) >= MAX_ANSWERS:
@@ -218,7 +216,6 @@ def _simulate(config: dict, caller_phone: str, minutes: float, queue: str | None
                                             "QueueTime": str(int(elapsed_s))})
     finally:
         log.close()
-        webhook_log.setLevel(quiet_level)
     return {"call_sid": call_sid, "caller": caller_e164, "timeline": log.timeline,
             "summary": _summary(log.timeline, elapsed_s, queue_name, started_at, log.customer_id)}
 
@@ -332,10 +329,16 @@ def simulate_command(caller_phone, minutes, queue, as_json, db_path):
       holdguard simulate --from +15555550100 --minutes 45
       holdguard simulate --from +15555550102 --json
     """
+    # Webhook faults show in the timeline's reasons and a warning below, not as tracebacks.
+    webhook_log = logging.getLogger("app.twilio_hold")
+    level = webhook_log.level
+    webhook_log.setLevel(logging.CRITICAL)
     try:
         result = simulate_call(db_path, caller_phone=caller_phone, minutes=minutes, queue=queue)
     except SimulateError as error:
         raise click.ClickException(str(error)) from None
+    finally:
+        webhook_log.setLevel(level)
     click.echo(json.dumps(result, indent=2) if as_json else format_timeline(result))
     fallbacks = result["summary"]["fallback_answers"]
     if fallbacks:

@@ -18,6 +18,7 @@ Twilio's QueueTime, so a long track only delays its next decision.
 import functools
 import hmac
 import logging
+import math
 import sqlite3
 from datetime import datetime, timezone
 from urllib.parse import urlencode
@@ -80,7 +81,8 @@ def _signature_valid(token: str, url: str, signature: str) -> bool:
     one HMAC usually settles it.
     """
     validator = RequestValidator(token)
-    return (hmac.compare_digest(validator.compute_signature(url, request.form), signature)
+    expected = validator.compute_signature(url, request.form)
+    return (hmac.compare_digest(expected.encode(), signature.encode())
             or validator.validate(url, request.form, signature))
 
 
@@ -102,11 +104,14 @@ def _raw_caller() -> str:
 
 
 def _form_number(*names: str) -> float | None:
+    """The first of these form fields that holds a finite number."""
     for name in names:
         try:
-            return float(request.form[name])
+            number = float(request.form[name])
         except (KeyError, ValueError):
             continue
+        if math.isfinite(number):
+            return number
     return None
 
 
@@ -166,12 +171,13 @@ def voice():
 @twilio_signed
 def wait():
     """The next hold answer for this call, logged with its reason; music only if anything fails."""
-    call_sid = request.form.get("CallSid", "")
-    queue_name, caller_e164, now = _queue_name(), _caller_e164(), app_now()
-    caller_key = caller_e164 or _raw_caller()
-    queue_data = queue_data_from_request()
-    db = inputs = None
+    call_sid, queue_name, caller_key = request.form.get("CallSid", ""), _queue_name(), _raw_caller()
+    db = inputs = queue_data = now = None
     try:
+        now = app_now()
+        caller_e164 = _caller_e164()
+        caller_key = caller_e164 or caller_key
+        queue_data = queue_data_from_request()
         if not call_sid:
             raise ValueError("wait request without CallSid")
         db = callers.webhook_db(current_app.config["HOLDGUARD_DB"])
@@ -182,6 +188,7 @@ def wait():
                             _at_s(queue_data, inputs), inputs.call_row)
     except Exception as error:
         log.exception("wait %s: answering fallback music", call_sid or "(no CallSid)")
+        now = now or utc_now()
         decision = fallback_decision(inputs.queue if inputs else None,
                                      f"fallback music: {type(error).__name__}: {error}")
         _log_fallback(db, error, call_sid, caller_key, inputs, queue_name, decision, now, queue_data)
@@ -194,9 +201,9 @@ def _customer_id(inputs) -> str | None:
     return inputs.caller.customer_id if inputs and inputs.caller else None
 
 
-def _at_s(queue_data: QueueData, inputs) -> float:
+def _at_s(queue_data: QueueData | None, inputs) -> float:
     """How far into the hold this answer starts: QueueTime, else the logged durations so far."""
-    if queue_data.queue_time_s is not None:
+    if queue_data is not None and queue_data.queue_time_s is not None:
         return queue_data.queue_time_s
     return sum(p.duration_s for p in inputs.call.plays) if inputs else 0.0
 
@@ -204,9 +211,11 @@ def _at_s(queue_data: QueueData, inputs) -> float:
 def _log_fallback(db, error, call_sid, caller_key, inputs, queue_name, decision, now, queue_data) -> None:
     """Log the fallback answer if the database can take it; a lock would only make Twilio wait."""
     locked = isinstance(error, sqlite3.OperationalError) and ("locked" in str(error) or "busy" in str(error))
-    if db is None or locked or not call_sid:
+    database_fault = isinstance(error, (sqlite3.Error, OSError))
+    if locked or not call_sid or (db is None and database_fault):
         return
     try:
+        db = db or callers.webhook_db(current_app.config["HOLDGUARD_DB"])
         callers.record_play(db, call_sid, caller_key, _customer_id(inputs), queue_name, decision, now,
                             _at_s(queue_data, inputs))
     except Exception:

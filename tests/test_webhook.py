@@ -276,3 +276,26 @@ def test_an_issue_opened_mid_call_suppresses_promos_on_the_next_request(demo, tw
     queue_time_s += int(plays(db_path)[-1]["duration_s"])
     twilio_post(WAIT, wait_params(queue_time_s))
     assert plays(db_path)[-1]["kind"] == "promo"  # closed: promos may play again
+
+
+def test_garbage_queue_parameters_are_ignored_not_fatal(demo, twilio_post, db_path):
+    params = {**wait_params(0), "QueueTime": "inf", "QueuePosition": "1e999", "AvgQueueTime": "nan"}
+    root = twiml(twilio_post(WAIT, params))
+    assert [child.tag for child in root] == ["Say"]  # the notice, as for any first request
+    assert plays(db_path)[0]["at_s"] == 0
+
+
+def test_a_broken_clock_still_answers_music(db_path, demo_music):
+    load_demo_flow(db_path)
+
+    def broken_clock():
+        raise RuntimeError("clock unavailable")
+    app = create_app({"TESTING": True, "HOLDGUARD_DB": str(db_path), "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+                      "PUBLIC_BASE_URL": BASE_URL, "HOLDGUARD_CLOCK": broken_clock})
+    assert_music_only(signed_post(app, WAIT, wait_params(0)), {FALLBACK_MUSIC_URL})
+    assert "RuntimeError: clock unavailable" in plays(db_path)[0]["reason"]
+
+
+def test_a_non_ascii_signature_is_a_403_not_a_crash(demo, client):
+    response = client.post(WAIT, data=wait_params(0), headers={"X-Twilio-Signature": "s\u00efgnature"})
+    assert response.status_code == 403
