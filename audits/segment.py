@@ -94,7 +94,7 @@ def speech_probabilities(samples: np.ndarray, active: np.ndarray) -> np.ndarray:
     coarse = _vad(samples, active, stride=COARSE_STRIDE)
     maybe_speech = (coarse >= CANDIDATE_PROBABILITY) & active
     margin = int(REFINE_MARGIN_S / FRAME_S)
-    near_speech = np.convolve(maybe_speech, np.ones(2 * margin + 1), mode="same") > 0
+    near_speech = np.convolve(maybe_speech, np.ones(2 * margin + 1))[margin: margin + len(active)] > 0
     fine = _vad(samples, near_speech & active, stride=1)
     return np.where(near_speech, fine, coarse)
 
@@ -142,8 +142,9 @@ def _windows(samples: np.ndarray, frames: np.ndarray) -> np.ndarray:
     """Silero's input for the given frames: each frame's FRAME_N samples after the 64 before it."""
     context_n = VAD_INPUT_N - FRAME_N
     first_n, last_n = int(frames[0]) * FRAME_N - context_n, (int(frames[-1]) + 1) * FRAME_N
+    lead_n = max(0, -first_n)  # before the file's start: zeros, as Silero's own wrapper does
     span = samples[max(0, first_n): last_n]
-    span = np.pad(span, (max(0, -first_n), last_n - first_n - len(span) - max(0, -first_n)))
+    span = np.pad(span, (lead_n, last_n - first_n - lead_n - len(span)))  # and past its end
     starts = (frames - frames[0]) * FRAME_N
     return span[starts[:, None] + np.arange(VAD_INPUT_N)]
 
