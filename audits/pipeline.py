@@ -9,10 +9,17 @@ once); `analyse` is everything after the engine and needs no audio.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from audits import classify, messages, rules
 from audits.data import SAMPLE_RATE, Audio, AuditResult, Context, Segment, Transcript
+
+# Speech segments can start a syllable late (a soft onset under the fading music); Whisper then
+# drops the first word ("Upgrade to..." heard as "to the..."). Each clip gets this much of what
+# surrounds it, never reaching into the neighbouring speech segment.
+CLIP_PAD_BEFORE_S = 0.5
+CLIP_PAD_AFTER_S = 0.3
 
 
 def audit_file(path: str | Path, context: Context | None, transcriber,
@@ -37,11 +44,21 @@ def transcribe_segments(audio: Audio, segments: list[Segment], transcriber,
     speech = [s for s in segments if s.kind == "speech"]
     transcripts = []
     for done, span in enumerate(speech, start=1):
-        clip = audio.samples[int(span.start_s * SAMPLE_RATE):int(span.end_s * SAMPLE_RATE)]
-        transcripts.append(transcriber.transcribe(clip, start_s=span.start_s))
+        start_s, end_s = clip_bounds_s(speech, done - 1, audio.duration_s)
+        clip = audio.samples[int(start_s * SAMPLE_RATE):int(end_s * SAMPLE_RATE)]
+        heard = transcriber.transcribe(clip, start_s=start_s)
+        transcripts.append(replace(heard, start_s=span.start_s, end_s=span.end_s))  # a play is its segment
         if on_segment:
             on_segment(done, len(speech))
     return transcripts
+
+
+def clip_bounds_s(speech: list[Segment], index: int, duration_s: float) -> tuple[float, float]:
+    """Where to cut speech segment `index` for the engine: padded, but not into its speech neighbours."""
+    span = speech[index]
+    earliest_s = speech[index - 1].end_s if index > 0 else 0.0
+    latest_s = speech[index + 1].start_s if index + 1 < len(speech) else duration_s
+    return max(span.start_s - CLIP_PAD_BEFORE_S, earliest_s), min(span.end_s + CLIP_PAD_AFTER_S, latest_s)
 
 
 def analyse(recording: str, duration_s: float, segments: list[Segment], transcripts: list[Transcript],

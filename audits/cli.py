@@ -1,0 +1,326 @@
+"""`holdguard audit`: audit hold recordings, and search the transcripts of stored audits.
+
+    holdguard audit hold.wav                         # Markdown on a terminal, JSON into a pipe
+    holdguard audit calls/ --out reports/            # one report per recording + index
+    holdguard audit hold.wav --format html --out report.html
+    holdguard audit search "upgrade"                 # full-text search over stored transcripts
+
+`audit PATH...` and `audit search QUERY` share the command name: the first
+argument picks. A known subcommand name ("search") runs it; anything else is a
+path to audit. A recording literally named `search` is given as `./search`.
+Whisper and the audio stack are imported only when a recording is audited.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+# audits.transcribe.ENGINES, spelled out so `--help` does not import the speech stack (a test checks they agree)
+ENGINES = ("openai-whisper", "faster-whisper")
+DEFAULT_MODEL = "tiny.en"
+REPORT_EXTENSIONS = {".json": "json", ".md": "md", ".html": "html", ".htm": "html"}
+INDEX_STEM = "index"
+_RUN_PATHS = "\0audit-paths"  # the hidden name the group gives its default command; no argv can spell it
+
+
+class _BareContext(click.Context):
+    """The default command's context: its usage reads `holdguard audit [OPTIONS] PATH...`."""
+
+    @property
+    def command_path(self) -> str:
+        return super().command_path.rstrip()
+
+
+class PathsOrSubcommands(click.Group):
+    """A group whose first argument is a subcommand name or else a path for its default command."""
+
+    def __init__(self, *args, default_command: click.Command, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.default_command = default_command
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [_RUN_PATHS, *args]
+        return super().parse_args(ctx, args)
+
+    def resolve_command(self, ctx, args):
+        if args and args[0] == _RUN_PATHS:
+            return "", self.default_command, args[1:]
+        return super().resolve_command(ctx, args)
+
+    def format_usage(self, ctx, formatter):
+        formatter.write_usage(ctx.command_path, "[OPTIONS] PATH...")
+        formatter.write_usage(ctx.command_path, "search QUERY [--db FILE] [--limit N]", prefix="   or: ")
+
+    def format_options(self, ctx, formatter):
+        self.default_command.format_options(ctx, formatter)
+        self.format_commands(ctx, formatter)
+
+
+def decide_format(fmt: str | None, out: Path | None, stdout_is_terminal: bool) -> str:
+    """--format if given, else by --out's extension, else json into a pipe or file and md on a terminal."""
+    if fmt:
+        return fmt
+    if out is not None and out.suffix.lower() in REPORT_EXTENSIONS:
+        return REPORT_EXTENSIONS[out.suffix.lower()]
+    return "md" if stdout_is_terminal else "json"
+
+
+def is_folder_target(out: Path) -> bool:
+    """--out names a folder when it is one, ends with a slash or has no file extension."""
+    return out.is_dir() or str(out).endswith(os.sep) or not out.suffix
+
+
+def collect_recordings(paths: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """The audio files to audit (folders expanded) and (path, error) for paths that do not exist."""
+    from audits.audio import find_audio_files
+
+    files, missing = [], []
+    for path in paths:
+        if not path.exists():
+            missing.append((str(path), f"{path}: no such file or folder"))
+        elif path.is_dir():
+            found = find_audio_files([path])
+            files += found
+            if not found:
+                missing.append((str(path), f"{path}: folder holds no audio files"))
+        else:
+            files.append(path)  # any file: load() says clearly when it is not audio
+    unique = list(dict.fromkeys(files))
+    return unique, missing
+
+
+def catalog_products(db) -> list[str]:
+    """Product names in the hold-flow catalog (segments.products), to help name products in promos."""
+    import json
+
+    if not db["segments"].exists():
+        return []
+    names: list[str] = []
+    for row in db.query("select products from segments where products is not null and products != ''"):
+        try:
+            products = json.loads(row["products"])
+        except ValueError:
+            continue
+        names += [p for p in products if isinstance(p, str) and p not in names] if isinstance(products, list) else []
+    return names
+
+
+def audit_recordings(files: list[Path], db, transcriber, context_file: Path | None, progress) -> tuple[list, list]:
+    """Audit and store each file; a bad file is reported and skipped. Returns (results, failures)."""
+    from audits import context as caller_context, pipeline, store
+
+    known_products = catalog_products(db)
+    results, failures = [], []
+    for path in files:
+        progress.set_postfix_str(path.name[-40:])
+        try:
+            resolved = caller_context.resolve(path, context_file, db)
+            result = pipeline.audit_file(
+                path, resolved.context, transcriber, known_products,
+                on_segment=lambda done, total: progress.set_postfix_str(f"{path.name[-32:]} speech {done}/{total}"))
+            store.save(db, result, sha256=store.file_sha256(path), call_sid=resolved.call_sid)
+        except Exception as error:  # one bad file must not sink the batch; the error names it
+            failures.append((str(path), _one_line(path, error)))
+            progress.write(f"Error: {failures[-1][1]}", file=sys.stderr)
+        else:
+            results.append(result)
+        progress.update(1)
+    return results, failures
+
+
+def _one_line(path: Path, error: Exception) -> str:
+    from audits.audio import AudioError
+    from audits.context import ContextError
+
+    message = " ".join(str(error).split()) or type(error).__name__
+    if not isinstance(error, (AudioError, ContextError)):
+        message = f"{type(error).__name__}: {message}"
+    return message if str(path) in message else f"{path}: {message}"
+
+
+def write_reports(results: list, failures: list, fmt: str, out: Path | None, batch: bool) -> list[Path]:
+    """Print the report, or write it to --out (a file, or a folder: one per recording plus the index)."""
+    from audits.report import EXTENSIONS, render
+
+    if out is None:
+        if results or fmt != "json" and batch:
+            click.echo(render(results, fmt, batch=batch, failures=failures), nl=False)
+        return []
+    if not is_folder_target(out):
+        _write_atomically(out, render(results, fmt, batch=batch, failures=failures))
+        return [out]
+    out.mkdir(parents=True, exist_ok=True)
+    written, used = [], set()
+    for result in results:
+        stem = Path(result.recording).stem
+        name, number = stem, 1
+        while name in used or name == INDEX_STEM:  # two hold.wav in different folders
+            number += 1
+            name = f"{stem}-{number}"
+        used.add(name)
+        written.append(_write_atomically(out / f"{name}{EXTENSIONS[fmt]}", render([result], fmt, batch=False)))
+    written.append(_write_atomically(out / f"{INDEX_STEM}{EXTENSIONS[fmt]}",
+                                     render(results, fmt, batch=True, failures=failures)))
+    return written
+
+
+def _write_atomically(path: Path, text: str) -> Path:
+    """Write via a temporary file and rename: a reader never sees half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
+    return path
+
+
+def open_database(db_path: str):
+    """The holdguard database (created if missing, with every table)."""
+    from app.db import connect, init_schema
+
+    db = connect(db_path)
+    init_schema(db)
+    return db
+
+
+db_option = click.option("--db", "db_path", envvar="HOLDGUARD_DB", default="./holdguard.db", show_default=True,
+                         metavar="FILE", help="SQLite database the audits are stored in (env HOLDGUARD_DB).")
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...", type=click.Path(path_type=Path))
+@click.option("--context", "context_file", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="Caller context JSON for every recording (default: <stem>.context.json beside each).")
+@click.option("--format", "fmt", type=click.Choice(["json", "md", "html"]),
+              help="Report format [default: from --out's extension, else md on a terminal, json otherwise].")
+@click.option("--out", type=click.Path(path_type=Path), metavar="PATH",
+              help="Write the report here. A folder (existing, ending in /, or without extension) gets one "
+                   "report per recording plus index.<format> with the batch summary.")
+@click.option("--engine", type=click.Choice(ENGINES), default=ENGINES[0], show_default=True,
+              help="Speech engine (both run the same Whisper weights offline).")
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, metavar="NAME_OR_PATH",
+              help="Whisper model name or a local checkpoint/model folder.")
+@db_option
+def audit_paths(paths, context_file, fmt, out, engine, model, db_path):
+    """Audit hold recordings: what was played, how often, and what went wrong.
+
+    PATH is an audio file (wav incl. 8 kHz mu-law, mp3, flac, ogg) or a folder of
+    them. Every audit is stored in the database; re-auditing a file replaces it.
+    A file that cannot be audited is reported on stderr and skipped; the exit
+    status is then 1.
+
+    \b
+    Examples:
+      holdguard audit sample_audio/hold-10min.wav --format html --out report.html
+      holdguard audit calls/ --out reports/
+      holdguard audit hold.wav --context caller.json --format json
+    """
+    from tqdm import tqdm
+
+    fmt = decide_format(fmt, out, sys.stdout.isatty())
+    if context_file is not None:
+        _check_context_file(context_file)
+    files, missing = collect_recordings(list(paths))
+    for _, message in missing:
+        click.echo(f"Error: {message}", err=True)
+    failures = list(missing)
+    db = open_database(db_path)
+    results = []
+    if files:
+        transcriber = _load_engine(engine, model)
+        with tqdm(total=len(files), unit="file", file=sys.stderr, disable=not sys.stderr.isatty(),
+                  desc="audit") as progress:
+            results, failed = audit_recordings(files, db, transcriber, context_file, progress)
+        failures += failed
+    batch = len(files) + len(failures) > 1
+    for path in write_reports(results, failures, fmt, out, batch):
+        click.echo(f"wrote {path}", err=True)
+    if failures:
+        click.echo(f"{len(failures)} of {len(files) + len(missing)} recordings could not be audited", err=True)
+        raise SystemExit(1)
+
+
+def _check_context_file(context_file: Path) -> None:
+    from audits.context import ContextError, read_context_file
+
+    try:
+        read_context_file(context_file)
+    except ContextError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _load_engine(engine: str, model: str):
+    from audits.transcribe import shared_engine
+    from audits.weights import ModelError
+
+    try:
+        return shared_engine(engine, model)  # once per process: in-process callers (tests) reuse it
+    except ModelError as error:
+        raise click.ClickException(str(error)) from None
+
+
+audit_paths.context_class = _BareContext
+
+
+@click.group("audit", cls=PathsOrSubcommands, default_command=audit_paths, no_args_is_help=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
+def audit_group():
+    """Audit hold recordings (PATH...), or search stored transcripts (search QUERY).
+
+    PATH is an audio file or a folder of them; see the options below. A file
+    named like a subcommand is given with its folder: ./search.
+
+    \b
+    Examples:
+      holdguard audit sample_audio/hold-10min.wav --format html --out report.html
+      holdguard audit calls/ --out reports/
+      holdguard audit search "upgrade"
+    """
+
+
+@audit_group.command("search")
+@click.argument("query")
+@db_option
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1), help="At most this many matches.")
+@click.option("--json", "as_json", is_flag=True, help="Print the matches as a JSON list.")
+def search_command(query, db_path, limit, as_json):
+    """Full-text search over the transcripts of stored audits.
+
+    QUERY uses SQLite FTS syntax (words, "a phrase", OR, prefix*); words are
+    stemmed, so "upgrade" also finds "upgrades".
+
+    \b
+    Example:
+      holdguard audit search "galaxy upgrade"
+    """
+    import json
+    import sqlite3
+
+    from app.db import connect
+    from audits import store
+    from audits.rules import clock
+
+    if not Path(db_path).exists():
+        raise click.ClickException(f"{db_path}: database file does not exist (audit a recording first)")
+    db = connect(db_path)
+    if not db["audit_messages_fts"].exists():
+        raise click.ClickException(f"{db_path}: no audits stored yet (run `holdguard audit PATH` first)")
+    try:
+        matches = store.search(db, query, limit)
+    except sqlite3.OperationalError:  # FTS syntax error, e.g. an unbalanced quote: search the words as typed
+        matches = store.search(db, db.quote_fts(query), limit)
+    if as_json:
+        click.echo(json.dumps(matches, indent=2, ensure_ascii=False))
+        return
+    if not matches:
+        click.echo(f"no stored transcript matches {query!r}", err=True)
+        return
+    for match in matches:
+        plays = list(db.query("select start_s from audit_plays where audit_id = ? and message_id = ? "
+                              "order by start_s limit 1", [match["audit_id"], match["message_id"]]))
+        first = f" first at {clock(plays[0]['start_s'])}" if plays else ""
+        click.echo(f"{match['recording']}  {match['message_id']}  {match['category']}  "
+                   f"{match['plays']}×{first}  {match['text']}")
