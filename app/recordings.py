@@ -349,10 +349,13 @@ def recordings_group():
     """Twilio call recordings: fetch them, link them to their calls, audit them.
 
     \b
-    To record what the caller hears on hold, start a recording of the call's
-    outbound track (the audio Twilio plays to the caller) when the call is
-    enqueued, e.g. with the REST API:
-      client.calls(call_sid).recordings.create(recording_track="outbound")
+    To record what the caller hears on hold, record the call's outbound track
+    (the audio Twilio sends to the caller) from the moment it is enqueued:
+      REST:  client.calls(call_sid).recordings.create(recording_track="outbound")
+      TwiML: <Start><Recording track="outbound"/></Start> before <Enqueue>
+    and stop it when the caller leaves the queue (the Enqueue action URL), so
+    the agent conversation is not recorded as hold:
+      client.calls(call_sid).recordings("Twilio.CURRENT").update(status="stopped")
     """
 
 
