@@ -4,7 +4,8 @@ Server-rendered Jinja templates (autoescaped: transcripts and CRM data may be
 hostile), a little CSS and JavaScript in app/static, no front-end build.
 
 Access: with no HOLDGUARD_PAGES_TOKEN set, the pages answer only requests from
-the loopback address; with it set, every page needs that token, as `?token=`
+the loopback address that no proxy or tunnel relayed (the public URL Twilio
+calls must not expose them); with it set, every page needs that token, as `?token=`
 (which sets a cookie and redirects to the clean URL), the cookie, or an
 `Authorization: Bearer` header.
 """
@@ -48,9 +49,15 @@ def pages_token() -> str:
     return current_app.config.get("HOLDGUARD_PAGES_TOKEN") or os.environ.get("HOLDGUARD_PAGES_TOKEN", "")
 
 
-def _is_loopback(address: str | None) -> bool:
+FORWARDING_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
+
+
+def _is_local_request() -> bool:
+    """From this machine, and not relayed by a proxy or tunnel (ngrok, nginx) running on it."""
+    if any(header in request.headers for header in FORWARDING_HEADERS):
+        return False
     try:
-        return ipaddress.ip_address(address or "").is_loopback
+        return ipaddress.ip_address(request.remote_addr or "").is_loopback
     except ValueError:
         return False
 
@@ -82,7 +89,7 @@ def require_access():
         return _access_page(403, "Forms on these pages only accept posts from these pages.")
     token = pages_token()
     if not token:
-        if _is_loopback(request.remote_addr):
+        if _is_local_request():
             return None
         return _access_page(403, "These pages are open only from this machine (localhost). "
                                  "Set HOLDGUARD_PAGES_TOKEN to open them to others with a token.")

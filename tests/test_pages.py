@@ -75,8 +75,24 @@ def test_pages_refuse_other_addresses_without_a_token(client):
     assert "HOLDGUARD_PAGES_TOKEN" in response.text
 
 
-def test_webhook_and_static_routes_are_not_behind_the_pages_check(client):
+@pytest.mark.parametrize("header", [{"X-Forwarded-For": "198.51.100.7"}, {"Forwarded": "for=198.51.100.7"},
+                                    {"X-Real-IP": "198.51.100.7"}])
+def test_requests_relayed_by_a_local_proxy_or_tunnel_are_not_local(client, header):
+    # ngrok or nginx on this machine connect from 127.0.0.1 on behalf of anyone on the internet
+    response = client.get("/audits", headers=header)
+    assert response.status_code == 403
+
+
+def test_webhook_and_static_routes_are_not_behind_the_pages_check(client, db):
+    from tests.conftest import sign
+
     assert client.get("/static/pages.css", environ_base=REMOTE).status_code == 200
+    save_catalog(db, read_flow_file(DEMO_FLOW))
+    params = {"CallSid": "CA" + "0" * 32, "From": "+15555550102", "To": "+15555550000"}
+    voice = client.post("/twilio/voice", data=params, environ_base=REMOTE,
+                        headers={"X-Twilio-Signature": sign("/twilio/voice", params),
+                                 "X-Forwarded-For": "54.172.60.1"})
+    assert voice.status_code == 200 and b"<Enqueue" in voice.data
 
 
 @pytest.fixture
