@@ -180,7 +180,8 @@ def main() -> None:
     static_ms.sort()
     wait_ms.sort()
     print(f"gunicorn -w {args.workers}, loopback, sequential POSTs on fresh connections, "
-          f"{len(wait_ms)} per route after {args.warmup} warm-up, {os.cpu_count()} CPUs")
+          f"{len(wait_ms)} per route after {args.warmup} warm-up, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f} at the end")
     print(f"{'route':<28} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for name, samples in (("static TwiML (baseline)", static_ms), ("/twilio/wait (holdguard)", wait_ms)):
         print(f"{name:<28} {percentile(samples, 0.50):>8.2f} {percentile(samples, 0.99):>8.2f} {samples[-1]:>8.2f}")
