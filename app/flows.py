@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import json
 import re
+import sqlite3
 import sys
 import tomllib
 from dataclasses import dataclass, field
@@ -357,9 +358,12 @@ def load_command(flow_file, db_path):
     from app.db import connect, init_schema
 
     flow = _valid_flow_or_exit(flow_file)
-    db = connect(db_path)
-    init_schema(db)
-    save_catalog(db, flow)
+    try:
+        db = connect(db_path)
+        init_schema(db)
+        save_catalog(db, flow)
+    except sqlite3.Error as error:
+        raise click.ClickException(f"{db_path}: could not replace the catalog, nothing changed ({error})") from None
     click.echo(f"loaded {flow_file} into {db_path}: {_summary(flow)}")
 
 

@@ -209,3 +209,17 @@ def test_show_cli(runner, db_path):
 def test_show_cli_without_a_flow(runner, db_path):
     result = runner.invoke(main, ["flows", "show"])
     assert result.exit_code == 1 and "no hold flow loaded" in result.output
+
+
+def test_load_into_a_locked_database_is_a_clear_error(runner, db_path):
+    import sqlite3
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        result = runner.invoke(main, ["flows", "load", str(DEMO_FLOW)])
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.exit_code == 1
+    assert "could not replace the catalog, nothing changed (database is locked)" in result.output
+    assert catalog_rows(db_path) == ([], [])
