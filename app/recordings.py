@@ -283,7 +283,7 @@ def _fetch_one(db, client, recording, folder: Path, attempts: int, backoff_s: fl
     write_sidecar(path, call_sid)
     _save_row(db, sid, **row, path=str(path), fetched_at=_utc_text(datetime.now(timezone.utc)),
               audit_id=None, status="downloaded", error=None)
-    return Outcome(sid, call_sid, "downloaded", f"downloaded {size / 1024:.0f} kB")
+    return Outcome(sid, call_sid, "downloaded", f"{size / 1024:.0f} kB")
 
 
 def _audit_one(db, outcome: Outcome, folder: Path, transcriber) -> Outcome:

@@ -189,7 +189,7 @@ def test_command_reports_each_recording_and_exits_1_on_failure(cli_env, twilio, 
     finally:
         recordings.BACKOFF_S = original
     assert result.exit_code == 1, result.output
-    assert f"{good.sid} (call {good.call_sid} (not in the play log)): downloaded: downloaded" in result.output
+    assert f"{good.sid} (call {good.call_sid} (not in the play log)): downloaded: 16 kB" in result.output
     assert f"{bad.sid}" in result.output and "download_failed: gave up after 4 attempts: HTTP 500" in result.output
     assert "2 recording(s): " in result.output
 
