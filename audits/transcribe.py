@@ -27,17 +27,38 @@ DEFAULT_MODEL = "tiny.en"
 DEFAULT_BEAM_SIZE = 5
 
 # Temperature 0 only, no fallback to sampling: identical audio must give identical text (plays of one
-# message are grouped by their text, and the two engines must agree). The fallback only kicks in when
-# avg_logprob < -1 or compression_ratio > 2.4; on clear speech that did not happen once, on music and
-# noise it just samples different nonsense, which the guard below rejects anyway.
+# message are grouped by their text, and the two engines must agree). The fallback kicks in when
+# avg_logprob < -1 or compression_ratio > 2.4: never on clear espeak speech here, now and then on
+# telephone-band speech (avg_logprob down to -1.27), where sampling would give each play of the same
+# message a different text; on music and noise it samples different nonsense, rejected below anyway.
 TEMPERATURE = 0.0
+
+# Tokens a window may produce, from its duration: fast speech (250 words a minute) with punctuation
+# and timestamps stays under 6 tokens/s. Without a cap a steady tone decodes as "beep beep ..." up to
+# the model's limit (224 tokens in openai-whisper, 445 in faster-whisper): 10-35 s of beam search for
+# a 4 s beep; with the cap it costs 1-2 s and is still rejected as repetition. Same cap in both engines.
+MAX_TOKENS_PER_S = 10
+MIN_TOKENS = 20
+WINDOW_S = 30.0  # Whisper decodes 30 s windows; the cap applies per window
+MAX_TOKENS = 224  # openai-whisper's own per-window limit (n_text_ctx // 2)
+
+
+def token_limit(duration_s: float) -> int:
+    """How many tokens one decoding window of a `duration_s` segment may produce."""
+    return min(MAX_TOKENS, MIN_TOKENS + int(MAX_TOKENS_PER_S * min(duration_s, WINDOW_S)))
+
 
 # Hallucination guard thresholds. The first two are Whisper's own defaults
 # (no_speech_threshold=0.6, logprob_threshold=-1.0): it skips a window when the model thinks there is
 # no speech AND is unsure of its text. Measured here (tiny.en): silence, noise, hum and synthetic music
-# give no_speech_prob 0.87-0.95 with avg_logprob -0.97 to -1.42; espeak speech 0.08-0.65 with -0.5 to -0.94.
+# give no_speech_prob 0.87-0.95 with avg_logprob -0.97 to -1.42; espeak speech 0.03-0.65 with -0.3 to -1.27
+# (the low end is telephone-band mu-law speech, which is why logprob alone does not reject).
 NO_SPEECH_PROB_MAX = 0.6
 AVG_LOGPROB_MIN = -1.0
+# Above this the model is sure there is no speech, however fluent its text: line noise decoded as
+# "I'm going to go ahead and take a look..." at avg_logprob -0.75 with no_speech_prob 0.95. Real speech,
+# clean or telephone-band mu-law, measured at most 0.65; non-speech at least 0.87.
+NO_SPEECH_PROB_SURE = 0.8
 # Whisper's repetition test: gzip compresses looping text ("beep beep beep ...", measured 29 on a pure
 # tone) far better than speech (0.8-1.0 on short sentences).
 COMPRESSION_RATIO_MAX = 2.4
@@ -76,6 +97,8 @@ def hallucination(decoded: Decoded) -> str | None:
         return "no words (only punctuation or sound annotations)"
     if decoded.no_speech_prob > NO_SPEECH_PROB_MAX and decoded.avg_logprob < AVG_LOGPROB_MIN:
         return f"no_speech_prob {decoded.no_speech_prob:.2f} with avg_logprob {decoded.avg_logprob:.2f}"
+    if decoded.no_speech_prob > NO_SPEECH_PROB_SURE:
+        return f"no_speech_prob {decoded.no_speech_prob:.2f}"
     if decoded.compression_ratio > COMPRESSION_RATIO_MAX:
         return f"repetitive text (compression ratio {decoded.compression_ratio:.1f})"
     if PHANTOM_PATTERN.search(words):
@@ -130,7 +153,7 @@ class Transcriber:
         if samples.ndim != 1:
             raise ValueError(f"transcribe needs mono samples (1-D), got shape {samples.shape}")
         end_s = start_s + len(samples) / SAMPLE_RATE
-        decoded = self._decode(samples) if len(samples) else []
+        decoded = self._decode(samples, token_limit(end_s - start_s)) if len(samples) else []
         return combine(decoded, start_s, end_s)
 
     def transcribe_many(self, clips: list[np.ndarray], starts_s: list[float] | None = None) -> list[Transcript]:
@@ -140,7 +163,7 @@ class Transcriber:
             raise ValueError(f"{len(clips)} clips but {len(starts_s)} start times")
         return [self.transcribe(clip, start_s) for clip, start_s in zip(clips, starts_s)]
 
-    def _decode(self, samples: np.ndarray) -> list[Decoded]:
+    def _decode(self, samples: np.ndarray, max_tokens: int) -> list[Decoded]:
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -162,9 +185,10 @@ class OpenAIWhisper(Transcriber):
             torch.set_num_threads(threads)  # process-wide: torch has no per-model thread count
         self.whisper_model = load_openai_whisper(model)
 
-    def _decode(self, samples: np.ndarray) -> list[Decoded]:
+    def _decode(self, samples: np.ndarray, max_tokens: int) -> list[Decoded]:
         result = self.whisper_model.transcribe(
             samples, language="en", fp16=False, temperature=TEMPERATURE, beam_size=self.beam_size,
+            sample_len=max_tokens,
             condition_on_previous_text=False,
             no_speech_threshold=None,  # keep every window: our guard decides, the same for both engines
             verbose=None)
@@ -193,9 +217,9 @@ class FasterWhisper(Transcriber):
         except (RuntimeError, ValueError, OSError) as error:
             raise ModelError(f"{model_dir}: faster-whisper cannot load it ({str(error).strip()})") from error
 
-    def _decode(self, samples: np.ndarray) -> list[Decoded]:
+    def _decode(self, samples: np.ndarray, max_tokens: int) -> list[Decoded]:
         segments, _info = self.whisper_model.transcribe(
-            samples, language="en", temperature=TEMPERATURE, beam_size=self.beam_size,
+            samples, language="en", temperature=TEMPERATURE, beam_size=self.beam_size, max_new_tokens=max_tokens,
             condition_on_previous_text=False, no_speech_threshold=None, vad_filter=False)
         return [Decoded(segment.text, segment.avg_logprob, segment.no_speech_prob,
                         segment.compression_ratio, len(segment.tokens))

@@ -101,6 +101,8 @@ def test_shared_engine_loads_once_per_process():
     (" ♪ ♪", 0.2, -0.3, True),
     (" Thank you very much.", 0.88, -1.25, True),  # Whisper's own no-speech rule
     (" Please stay on the line.", 0.65, -0.8, False),  # a quiet voice: unsure of speech, sure of words
+    (" I'm going to go ahead and take a look.", 0.95, -0.75, True),  # fluent, but surely not speech
+    (" Press one for billing.", 0.1, -1.27, False),  # telephone-band speech: unsure words, sure speech
     (" beep" * 40, 0.5, -0.05, True),  # repetition
     (" Subscribe to our premium plan today.", 0.1, -0.3, False),  # a promo, not a YouTube outro
 ])
