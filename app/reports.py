@@ -151,6 +151,15 @@ def utc_filter(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
+@bp.app_template_filter("when")
+def when_filter(timestamp) -> str:
+    """ "2026-11-24T04:46:40.686Z" -> "2026-11-24 04:46 UTC"; anything unreadable as it is."""
+    try:
+        return utc_filter(datetime.fromisoformat(str(timestamp).replace("Z", "+00:00")))
+    except ValueError:
+        return str(timestamp or "")
+
+
 @bp.app_template_filter("day")
 def day_filter(timestamp) -> str:
     return (timestamp or "")[:10]
