@@ -12,6 +12,7 @@ DEFAULTS = {
     "HOLDGUARD_QUEUE": "support",
     "HOLDGUARD_DEFAULT_REGION": "US",
     "HOLDGUARD_DATA_DIR": "./holdguard-data",
+    "HOLDGUARD_PAGES_TOKEN": "",  # empty: pages answer only on localhost
 }
 
 

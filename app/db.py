@@ -28,11 +28,12 @@ def connect(path: str | Path, *, create: bool = True) -> sqlite_utils.Database:
 
 def init_schema(db: sqlite_utils.Database) -> None:
     """Create every table holdguard uses; safe to run again."""
-    from app import schema
+    from app import recordings, schema
     from audits import store
 
     schema.create_tables(db)
     store.create_tables(db)
+    recordings.create_table(db)
 
 
 def get_db() -> sqlite_utils.Database:
