@@ -14,10 +14,10 @@ Weak promo words ("plan", "card", "save"...) score 1 and need a second cue, so
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from audits.data import Category, Message
-from audits.messages import normalise
+from audits.messages import normalise, same_message
 
 NUMBER = r"\d[\d.]*"
 
@@ -66,9 +66,18 @@ NOT_PRODUCTS = {"i", "a", "an", "the", "our", "your", "you", "we", "ask", "get",
                 "january", "february", "march", "april", "may", "june", "july", "august", "september",
                 "october", "november", "december", "monday", "tuesday", "wednesday", "thursday",
                 "friday", "saturday", "sunday", "pm", "am", "us", "home"}
-# A product name after "new", "the" or "to": capitalised words or words with digits (Galaxy S7, Fiber One Gig).
-_PRODUCT_WORD = r"(?:[A-Z][\w+-]*|[a-z]+[A-Z][\w+-]*|\d[\w+-]*)"
-PRODUCT_PHRASE = re.compile(rf"\b(?:new|the|to|our)\s+((?:{_PRODUCT_WORD})(?:\s+{_PRODUCT_WORD}){{0,3}})")
+# A product name after "new", "the" or "to": a capitalised word, then capitalised words or numbers
+# (Galaxy S7, Fiber One Gig, iPhone 15).
+_NAME_WORD = r"(?:[A-Z][\w+-]*|[a-z]+[A-Z][\w+-]*)"
+_PRODUCT_WORD = rf"(?:{_NAME_WORD}|\d[\w+-]*)"
+PRODUCT_PHRASE = re.compile(rf"\b(?:new|the|to|our)\s+({_NAME_WORD}(?:\s+{_PRODUCT_WORD}){{0,3}})")
+
+
+@dataclass(frozen=True)
+class CatalogMessage:
+    """A message the hold flow plays (segments.say) and the products it sells (segments.products)."""
+    text: str
+    products: tuple[str, ...] = ()
 
 
 def cue_hits(normalised: str) -> dict[Category, list[tuple[int, str]]]:
@@ -128,9 +137,15 @@ def same_product(a: str, b: str) -> bool:
     return normalise(a).replace(" ", "") == normalise(b).replace(" ", "")
 
 
-def extract_products(text: str, known_products=()) -> list[str]:
-    """Products a transcript names: known names (as spelled in the list), then capitalised names in the text."""
-    found = [product for product in known_products if mentions(text, product)]
+def extract_products(text: str, known_products=(), also_heard=(), found=()) -> list[str]:
+    """Products a transcript names: `found` (already known), then known names (as spelled in the
+    list), then capitalised names in the text that are none of those.
+
+    Known names are also looked for in `also_heard`, other transcripts of the same message.
+    """
+    found = list(found)
+    found += [product for product in known_products if not any(same_product(product, f) for f in found)
+              and any(mentions(t, product) for t in [text, *also_heard])]
     for match in PRODUCT_PHRASE.finditer(text):
         words = match.group(1).split()
         while words and words[-1].lower().strip(".,;:!?") in NOT_PRODUCTS:
@@ -143,11 +158,32 @@ def extract_products(text: str, known_products=()) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def classify_messages(messages: list[Message], known_products=()) -> list[Message]:
-    """Each message with its category, cue and products (products only for promos)."""
+def classify_messages(messages: list[Message], known_products=(), texts_heard: dict[str, list[str]] | None = None,
+                      catalog: tuple[CatalogMessage, ...] | list[CatalogMessage] = ()) -> list[Message]:
+    """Each message with its category, cue and products (products only for promos).
+
+    The category comes from the representative text. Products come from, in order: the hold-flow
+    catalog message it is a play of (`catalog`, matched like plays of one message); known names
+    (`known_products`) in any transcript of the message (`texts_heard`: id -> texts), since one play
+    may be heard "Galaxy S fan" where another was heard "Galaxy S7"; capitalised names in the text.
+    """
     classified = []
     for message in messages:
         category, cue = classify_text(message.text)
-        products = extract_products(message.text, known_products) if category == "promo" else []
+        products = []
+        if category == "promo":
+            heard = [message.text, *(texts_heard or {}).get(message.id, ())]
+            products = extract_products(message.text, known_products, heard, found=catalog_products(heard, catalog))
         classified.append(replace(message, category=category, cue=cue, products=products))
     return classified
+
+
+def catalog_products(heard: list[str], catalog) -> list[str]:
+    """Products of the catalog messages that any of these transcripts is a play of."""
+    heard_normalised = [normalise(text) for text in heard]
+    products: list[str] = []
+    for entry in catalog:
+        said = normalise(entry.text)
+        if said and any(same_message(said, text) for text in heard_normalised):
+            products += [p for p in entry.products if p not in products]
+    return products

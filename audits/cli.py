@@ -93,34 +93,29 @@ def collect_recordings(paths: list[Path]) -> tuple[list[Path], list[tuple[str, s
     return unique, missing
 
 
-def catalog_products(db) -> list[str]:
-    """Product names in the hold-flow catalog (segments.products), to help name products in promos."""
-    import json
+def load_catalog(db) -> list:
+    """The hold flow's spoken messages and their products (`holdguard flows load`), for naming products."""
+    from app.flows import load_catalog as load_flow
+    from audits.classify import CatalogMessage
 
-    if not db["segments"].exists():
+    if not (db["segments"].exists() and db["queues"].exists()):
         return []
-    names: list[str] = []
-    for row in db.query("select products from segments where products is not null and products != ''"):
-        try:
-            products = json.loads(row["products"])
-        except ValueError:
-            continue
-        names += [p for p in products if isinstance(p, str) and p not in names] if isinstance(products, list) else []
-    return names
+    return [CatalogMessage(segment.say or "", tuple(segment.products)) for segment in load_flow(db).segments
+            if segment.say or segment.products]
 
 
 def audit_recordings(files: list[Path], db, transcriber, context_file: Path | None, progress) -> tuple[list, list]:
     """Audit and store each file; a bad file is reported and skipped. Returns (results, failures)."""
     from audits import context as caller_context, pipeline, store
 
-    known_products = catalog_products(db)
+    catalog = load_catalog(db)
     results, failures = [], []
     for path in files:
         progress.set_postfix_str(path.name[-40:])
         try:
             resolved = caller_context.resolve(path, context_file, db)
             result = pipeline.audit_file(
-                path, resolved.context, transcriber, known_products,
+                path, resolved.context, transcriber, catalog,
                 on_segment=lambda done, total: progress.set_postfix_str(f"{path.name[-32:]} speech {done}/{total}"))
             store.save(db, result, sha256=store.file_sha256(path), call_sid=resolved.call_sid)
         except Exception as error:  # one bad file must not sink the batch; the error names it

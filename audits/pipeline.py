@@ -23,11 +23,11 @@ CLIP_PAD_AFTER_S = 0.3
 
 
 def audit_file(path: str | Path, context: Context | None, transcriber,
-               known_products: Iterable[str] = (), on_segment: Callable[[int, int], None] | None = None
-               ) -> AuditResult:
+               catalog: Iterable[classify.CatalogMessage] = (),
+               on_segment: Callable[[int, int], None] | None = None) -> AuditResult:
     """Audit one recording. Raises audits.audio.AudioError (one line) when the file is not usable audio.
 
-    `known_products` (e.g. the hold-flow catalog's) help name products beside the caller's own;
+    `catalog`, the hold flow's messages and products, helps name the products a promo sells;
     `on_segment(done, total)` reports transcription progress.
     """
     from audits import audio as audio_stage, segment
@@ -35,7 +35,7 @@ def audit_file(path: str | Path, context: Context | None, transcriber,
     audio = audio_stage.load(path)
     segments = segment.split(audio)
     transcripts = transcribe_segments(audio, segments, transcriber, on_segment)
-    return analyse(str(path), audio.duration_s, segments, transcripts, context, known_products)
+    return analyse(str(path), audio.duration_s, segments, transcripts, context, catalog)
 
 
 def transcribe_segments(audio: Audio, segments: list[Segment], transcriber,
@@ -62,12 +62,14 @@ def clip_bounds_s(speech: list[Segment], index: int, duration_s: float) -> tuple
 
 
 def analyse(recording: str, duration_s: float, segments: list[Segment], transcripts: list[Transcript],
-            context: Context | None = None, known_products: Iterable[str] = (),
+            context: Context | None = None, catalog: Iterable[classify.CatalogMessage] = (),
             group_keys: list | None = None) -> AuditResult:
     """Group, classify and judge transcribed plays; `group_keys` are optional acoustic groups (issue #5)."""
     context = context or Context()
-    known = [*context.owned_products, *(p for p in known_products if p not in context.owned_products)]
-    heard = classify.classify_messages(messages.group(transcripts, group_keys), known_products=known)
+    catalog = list(catalog)
+    known = list(dict.fromkeys([*context.owned_products, *(p for entry in catalog for p in entry.products)]))
+    grouped = messages.group(transcripts, group_keys)
+    heard = classify.classify_messages(grouped, known, messages.texts_heard(grouped, transcripts), catalog)
     summary = rules.summarise(segments, heard, duration_s)
     findings = rules.find(heard, segments, duration_s, context, summary)
     return AuditResult(recording=recording, duration_s=duration_s, segments=segments, messages=heard,

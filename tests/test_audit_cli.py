@@ -16,7 +16,7 @@ from audits import store
 from audits.cli import ENGINES, decide_format, is_folder_target
 from audits.context import ContextError, parse_context, read_context_file, resolve, sidecar_path
 from audits.data import AuditResult, Context, Issue, Message, Segment
-from sample_audio.generate import generate
+from tests.audio_fixtures import make_hold
 
 DANA = {"open_issues": [{"id": "CASE-1042", "severity": "high", "summary": "Galaxy S7 reboots during calls"}],
         "owned_products": ["Galaxy S7"], "queue": "support"}
@@ -133,9 +133,8 @@ def test_engine_choices_match_the_transcribe_stage():
 @pytest.fixture(scope="module")
 def music_only(tmp_path_factory):
     """18 s of hold music with 4 s of dead air: real audio that holds no speech."""
-    path = tmp_path_factory.mktemp("music") / "music-only.wav"
-    generate({"seed": 3, "format": "pcm-16k", "timeline": ["music 8", "silence 4", "music 6"]}, path)
-    return path
+    return make_hold(tmp_path_factory.mktemp("music"), ["music 8", "silence 4", "music 6"], name="music-only",
+                     format="pcm-16k", seed=3).path
 
 
 def audit(runner, *args):

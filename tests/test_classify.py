@@ -1,7 +1,8 @@
 """Categories, cues and products of messages, on the demo flow's texts and their Whisper spellings."""
 import pytest
 
-from audits.classify import classify_messages, classify_text, extract_products, mentions, same_product
+from audits.classify import (CatalogMessage, classify_messages, classify_text, extract_products, mentions,
+                              same_product)
 from audits.data import Message
 
 
@@ -65,6 +66,7 @@ def test_cue_does_not_repeat_a_word_inside_a_longer_cue():
     # No capitalised name after new/the/to: nothing invented.
     ("Upgrade your plan today and save.", [], []),
     ("Switch to Fiber One Gig. Call us today.", ["Surplus"], ["Fiber One Gig"]),
+    ("Upgrade from the brand new Galaxy S fan 1 to 8 today.", [], ["Galaxy S"]),  # "to 8" is no product
 ])
 def test_products(text, known, products):
     assert extract_products(text, known) == products
@@ -84,3 +86,22 @@ def test_classify_messages_sets_category_cue_and_promo_products_only():
         ("m1", "promo", ["Galaxy S7"]), ("m2", "notice", [])]
     assert classified[0].cue.startswith("promo cue:") and classified[1].cue.startswith("notice cue:")
     assert promo.category == "other"  # inputs are not modified
+
+
+def test_known_products_are_found_in_any_play_of_the_message():
+    promo = Message("m1", "Great to have a brand new Galaxy S fan with today and get 50% off.", [0.0, 60.0], [8.0, 68.0])
+    heard = {"m1": [promo.text, "Upgrade to the brand new Galaxy S7 today and get 50% off."]}
+    assert classify_messages([promo], ["Galaxy S7"])[0].products == ["Galaxy S"]
+    assert classify_messages([promo], ["Galaxy S7"], heard)[0].products == ["Galaxy S7"]
+
+
+def test_catalog_names_the_products_of_a_message_it_plays():
+    catalog = [CatalogMessage("Upgrade to the brand new Galaxy S7 today and get fifty percent off your first three "
+                              "months. Ask your agent how.", ("Galaxy S7",)),
+               CatalogMessage("Switch to Fiber One Gig home internet and save twenty dollars a month.", ("Fiber 1G",))]
+    heard = Message("m1", "I'm James Turner, and I'm the new Galaxy S fan from today and get 50% off your first three "
+                          "months off your agent's house.", [0.0], [8.0])
+    assert classify_messages([heard])[0].products == ["Galaxy S"]
+    assert classify_messages([heard], catalog=catalog)[0].products == ["Galaxy S7"]
+    other = Message("m2", "Get the new Pixel 9 today.", [9.0], [12.0])
+    assert classify_messages([other], catalog=catalog)[0].products == ["Pixel 9"]

@@ -2,7 +2,7 @@
 import pytest
 
 from audits.data import Transcript
-from audits.messages import group, normalise, same_message
+from audits.messages import group, normalise, same_message, texts_heard
 
 GALAXY = "Upgrade to the brand new Galaxy S7 today and get 50% off your first three months. Ask your agent how."
 # How Whisper wrote the same promo when re-recorded by another voice at another pace.
@@ -34,6 +34,28 @@ def test_normalise(text, expected):
 @pytest.mark.parametrize("other", [GALAXY_OTHER_VOICE, GALAXY_MISHEARD, GALAXY_CUT_SHORT])
 def test_variants_of_one_recording_are_the_same_message(other):
     assert same_message(normalise(GALAXY), normalise(other))
+
+
+# What Whisper tiny.en really wrote for plays of the demo promo on a generated 8 kHz mu-law line
+# (tests/test_audit_e2e.py's bad hold): the second is the re-recording (en-gb-x-rp, 130 wpm), ratio 77.
+WHISPER_PLAYS = [
+    "Up, break from the brand new Galaxy S fan 1 to 8, and get 50% off your first 3 months. Ask your agent how.",
+    "I'm James Turner, and I'm the new Galaxy S fan from today and get 50% off your first three months off your "
+    "agent's house.",
+    "I'm brave to my brand new Galaxy S Pen one to me and get 50% off your first three months off your agent's house.",
+    "Great to come up with a brand new Galaxy S fan with today and get 50% off your first three months after your "
+    "agent's house.",
+]
+
+
+@pytest.mark.parametrize("other", WHISPER_PLAYS[1:])
+def test_real_whisper_plays_of_one_promo_are_the_same_message(other):
+    assert same_message(normalise(WHISPER_PLAYS[0]), normalise(other))
+
+
+def test_real_whisper_plays_of_two_promos_sharing_words_stay_apart():
+    assert not same_message(normalise("Uprange to date on a brand new Galaxy S family and get 50% off."),
+                            normalise("Up range to native high, we're one big home internet and save $20 a month."))
 
 
 @pytest.mark.parametrize("a, b", [
@@ -91,3 +113,9 @@ def test_acoustic_groups_still_merge_by_text():
 def test_keys_must_match_transcripts():
     with pytest.raises(ValueError, match="2 keys for 3 transcripts"):
         group(plays(GALAXY, GALAXY, GALAXY), keys=["a", "b"])
+
+
+def test_texts_heard_lists_each_messages_distinct_transcripts():
+    transcripts = plays(GALAXY, FIBER, GALAXY_OTHER_VOICE, GALAXY, "")
+    messages = group(transcripts)
+    assert texts_heard(messages, transcripts) == {"m1": [GALAXY, GALAXY_OTHER_VOICE], "m2": [FIBER]}
