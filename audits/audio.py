@@ -156,11 +156,15 @@ def _decode_error(path: Path, error: Exception) -> AudioError:
 
 
 def _clean(error: Exception) -> str:
-    """libsndfile's message without its "Error opening '<path>': " prefix, on one line."""
+    """A decoder's message for a one-line error: libsndfile's without its "Error opening '<path>': "
+    prefix, audioread's empty one named, anything long cut short."""
+    if type(error).__name__ == "NoBackendError":
+        return "neither libsndfile nor ffmpeg could read it"
     text = " ".join(str(error).split())
     if text.startswith("Error opening") and "': " in text:
         text = text.split("': ", 1)[1]
-    return text.rstrip(".") or type(error).__name__
+    text = text.rstrip(".") or type(error).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _expected_samples(path: Path) -> int:

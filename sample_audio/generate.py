@@ -256,7 +256,6 @@ def _db_to_gain(dbfs: float) -> float:
 
 # ---------------------------------------------------------------- music
 
-NOTE_NAMES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 PROGRESSIONS = [  # scale degrees (0-based) of chord roots in a major key
     [0, 5, 3, 4], [0, 4, 5, 3], [0, 3, 0, 4], [5, 3, 0, 4],
 ]
@@ -278,6 +277,7 @@ def _tone(freq_hz: float, duration_s: float, harmonics: int, rolloff: float, rng
 
 
 def _envelope(n: int, attack_s: float, release_s: float) -> np.ndarray:
+    """Linear attack and release over n samples, so notes and music items start and stop softly."""
     env = np.ones(n)
     attack, release = min(n, int(attack_s * WORK_RATE)), min(n, int(release_s * WORK_RATE))
     env[:attack] = np.linspace(0, 1, attack)
@@ -296,8 +296,9 @@ def _add(track: np.ndarray, at: int, sound: np.ndarray) -> None:
 
 @functools.lru_cache(maxsize=8)
 def music_loop(seed: int, bars: int = 32, bpm: float = 92.0) -> np.ndarray:
-    """A deterministic loop of hold music (about a minute and a half): a chord pad, a plucked
-    melody on chord tones and a soft kick and hi-hat, at WORK_RATE, peak-normalised."""
+    """A deterministic loop of hold music (about a minute and a half): a chord pad over a common
+    progression, a plucked melody wandering the scale, a soft kick and hi-hat; WORK_RATE,
+    peak-normalised. Music-like and clearly not speech: steady harmonic tones, no syllables."""
     rng = np.random.default_rng(seed)
     beat_s = 60.0 / bpm
     bar_n = int(4 * beat_s * WORK_RATE)
