@@ -93,22 +93,11 @@ def collect_recordings(paths: list[Path]) -> tuple[list[Path], list[tuple[str, s
     return unique, missing
 
 
-def load_catalog(db) -> list:
-    """The hold flow's spoken messages and their products (`holdguard flows load`), for naming products."""
-    from app.flows import load_catalog as load_flow
-    from audits.classify import CatalogMessage
-
-    if not (db["segments"].exists() and db["queues"].exists()):
-        return []
-    return [CatalogMessage(segment.say or "", tuple(segment.products)) for segment in load_flow(db).segments
-            if segment.say or segment.products]
-
-
 def audit_recordings(files: list[Path], db, transcriber, context_file: Path | None, progress) -> tuple[list, list]:
     """Audit and store each file; a bad file is reported and skipped. Returns (results, failures)."""
     from audits import context as caller_context, pipeline, store
 
-    catalog = load_catalog(db)
+    catalog = caller_context.load_catalog(db)
     results, failures = [], []
     for path in files:
         progress.set_postfix_str(path.name[-40:])
@@ -141,9 +130,10 @@ def write_reports(results: list, failures: list, fmt: str, out: Path | None, bat
     """Print the report, or write it to --out (a file, or a folder: one per recording plus the index)."""
     from audits.report import EXTENSIONS, render
 
+    if not results and not batch:
+        return []  # the one recording failed: its error is on stderr, there is nothing to report
     if out is None:
-        if results or fmt != "json" and batch:
-            click.echo(render(results, fmt, batch=batch, failures=failures), nl=False)
+        click.echo(render(results, fmt, batch=batch, failures=failures), nl=False)
         return []
     if not is_folder_target(out):
         _write_atomically(out, render(results, fmt, batch=batch, failures=failures))
@@ -230,7 +220,7 @@ def audit_paths(paths, context_file, fmt, out, engine, model, db_path):
                   desc="audit") as progress:
             results, failed = audit_recordings(files, db, transcriber, context_file, progress)
         failures += failed
-    batch = len(files) + len(failures) > 1
+    batch = len(files) + len(missing) > 1
     for path in write_reports(results, failures, fmt, out, batch):
         click.echo(f"wrote {path}", err=True)
     if failures:

@@ -29,7 +29,8 @@ from audits.data import Context, Issue
 SEVERITIES = ("low", "medium", "high", "critical")
 CONTEXT_KEYS = ("open_issues", "owned_products", "queue", "call_sid", "phone")
 ISSUE_KEYS = ("id", "severity", "summary")
-CALL_SID_PATTERN = re.compile(r"(?<![0-9A-Za-z])CA[0-9a-f]{32}(?![0-9A-Za-z])")
+# Twilio SIDs in file names: a CallSid, or a RecordingSid that the `recordings` table links to its call.
+SID_PATTERN = re.compile(r"(?<![0-9A-Za-z])(CA|RE)[0-9a-f]{32}(?![0-9A-Za-z])")
 SIDECAR_SUFFIX = ".context.json"
 
 
@@ -57,7 +58,7 @@ def resolve(audio_path: str | Path, context_file: str | Path | None = None, db=N
     path = Path(context_file) if context_file else sidecar_path(audio_path)
     if context_file or path.is_file():
         resolved = read_context_file(path)
-    resolved.call_sid = resolved.call_sid or call_sid_from_name(audio_path)
+    resolved.call_sid = resolved.call_sid or call_sid_from_name(audio_path, db)
     if db is not None and (resolved.call_sid or resolved.phone):
         known = from_database(db, call_sid=resolved.call_sid, phone=resolved.phone)
         if known is not None:
@@ -66,10 +67,18 @@ def resolve(audio_path: str | Path, context_file: str | Path | None = None, db=N
     return resolved
 
 
-def call_sid_from_name(audio_path: str | Path) -> str | None:
-    """A Twilio CallSid in the file name (`CA` + 32 hex), as `recordings fetch` names its files."""
-    match = CALL_SID_PATTERN.search(Path(audio_path).name)
-    return match.group(0) if match else None
+def call_sid_from_name(audio_path: str | Path, db=None) -> str | None:
+    """The CallSid a file name gives: `CA` + 32 hex itself, or a RecordingSid (`RE`...) the database
+    links to its call (`holdguard recordings fetch` names files by RecordingSid)."""
+    match = SID_PATTERN.search(Path(audio_path).name)
+    if not match:
+        return None
+    if match.group(1) == "CA":
+        return match.group(0)
+    if db is None or not db["recordings"].exists():
+        return None
+    rows = list(db.query("select call_sid from recordings where sid = ?", [match.group(0)]))
+    return rows[0]["call_sid"] if rows and rows[0]["call_sid"] else None
 
 
 def read_context_file(path: str | Path) -> ResolvedContext:
@@ -183,3 +192,14 @@ def merge(first: Context, second: Context) -> Context:
     products = list(first.owned_products)
     products += [p for p in second.owned_products if not any(same_product(p, mine) for mine in products)]
     return Context(open_issues=issues, owned_products=products, queue=first.queue or second.queue)
+
+
+def load_catalog(db) -> list:
+    """The hold flow's spoken messages and their products (`holdguard flows load`), to name what promos sell."""
+    from app.flows import load_catalog as load_flow
+    from audits.classify import CatalogMessage
+
+    if not (db["segments"].exists() and db["queues"].exists()):
+        return []
+    return [CatalogMessage(segment.say or "", tuple(segment.products)) for segment in load_flow(db).segments
+            if segment.say or segment.products]

@@ -24,10 +24,12 @@ CLIP_PAD_AFTER_S = 0.3
 
 def audit_file(path: str | Path, context: Context | None, transcriber,
                catalog: Iterable[classify.CatalogMessage] = (),
-               on_segment: Callable[[int, int], None] | None = None) -> AuditResult:
+               on_segment: Callable[[int, int], None] | None = None,
+               known_products: Iterable[str] = ()) -> AuditResult:
     """Audit one recording. Raises audits.audio.AudioError (one line) when the file is not usable audio.
 
-    `catalog`, the hold flow's messages and products, helps name the products a promo sells;
+    `catalog` (the hold flow's messages and products, see audits.context.load_catalog) and
+    `known_products` (bare product names) help name the products a promo sells;
     `on_segment(done, total)` reports transcription progress.
     """
     from audits import audio as audio_stage, segment
@@ -35,7 +37,8 @@ def audit_file(path: str | Path, context: Context | None, transcriber,
     audio = audio_stage.load(path)
     segments = segment.split(audio)
     transcripts = transcribe_segments(audio, segments, transcriber, on_segment)
-    return analyse(str(path), audio.duration_s, segments, transcripts, context, catalog)
+    return analyse(str(path), audio.duration_s, segments, transcripts, context, catalog,
+                   known_products=known_products)
 
 
 def transcribe_segments(audio: Audio, segments: list[Segment], transcriber,
@@ -63,11 +66,12 @@ def clip_bounds_s(speech: list[Segment], index: int, duration_s: float) -> tuple
 
 def analyse(recording: str, duration_s: float, segments: list[Segment], transcripts: list[Transcript],
             context: Context | None = None, catalog: Iterable[classify.CatalogMessage] = (),
-            group_keys: list | None = None) -> AuditResult:
+            group_keys: list | None = None, known_products: Iterable[str] = ()) -> AuditResult:
     """Group, classify and judge transcribed plays; `group_keys` are optional acoustic groups (issue #5)."""
     context = context or Context()
     catalog = list(catalog)
-    known = list(dict.fromkeys([*context.owned_products, *(p for entry in catalog for p in entry.products)]))
+    known = list(dict.fromkeys([*context.owned_products, *(p for entry in catalog for p in entry.products),
+                                *known_products]))
     grouped = messages.group(transcripts, group_keys)
     heard = classify.classify_messages(grouped, known, messages.texts_heard(grouped, transcripts), catalog)
     summary = rules.summarise(segments, heard, duration_s)

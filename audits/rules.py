@@ -64,9 +64,9 @@ def _with_cue(evidence: str, message: Message) -> str:
 
 def summarise(segments: list[Segment], messages: list[Message], duration_s: float) -> dict:
     """Seconds of speech / music / silence, seconds of promos and their share of the hold."""
-    seconds = {kind: sum(s.duration_s for s in segments if s.kind == kind)
+    seconds = {kind: float(sum(s.duration_s for s in segments if s.kind == kind))
                for kind in ("speech", "music", "silence")}
-    promo_s = sum(m.played_s for m in messages if m.category == "promo")
+    promo_s = float(sum(m.played_s for m in messages if m.category == "promo"))
     return {"speech_s": round(seconds["speech"], 2), "music_s": round(seconds["music"], 2),
             "silence_s": round(seconds["silence"], 2), "promo_s": round(promo_s, 2),
             "promo_share": round(promo_s / duration_s, 4) if duration_s > 0 else 0.0}

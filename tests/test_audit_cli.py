@@ -258,3 +258,30 @@ def test_search_with_odd_syntax_and_no_matches(runner, db_path):
 def test_search_without_a_database(runner, tmp_path):
     result = audit(runner, "search", "x", "--db", tmp_path / "none.db")
     assert result.exit_code == 1 and "none.db: database file does not exist" in result.stderr
+
+
+def test_a_single_bad_recording_writes_no_report(runner, tmp_path):
+    not_audio = tmp_path / "notes.mp3"
+    not_audio.write_text("not audio either")
+    out = tmp_path / "report.html"
+    result = audit(runner, not_audio, "--out", out)
+    assert result.exit_code == 1 and not out.exists()
+    assert result.stderr.startswith(f"Error: {not_audio}: ")
+
+
+def test_database_context_by_recording_sid_linked_to_its_call(tmp_path, crm_db):
+    recording_sid = "RE" + "ab" * 16
+    crm_db["recordings"].insert({"sid": recording_sid, "call_sid": CALL_SID}, alter=True)
+    resolved = resolve(tmp_path / f"{recording_sid}.wav", db=crm_db)
+    assert resolved.call_sid == CALL_SID and resolved.context.open_issues[0].id == "CASE-1042"
+    assert resolve(tmp_path / ("RE" + "cd" * 16 + ".wav"), db=crm_db).call_sid is None
+
+
+def test_catalog_from_the_loaded_hold_flow(crm_db):
+    from app.flows import read_flow_file, save_catalog
+    from audits.context import load_catalog
+
+    assert load_catalog(crm_db) == []
+    save_catalog(crm_db, read_flow_file(Path("app/demo_data/flows.toml")))
+    products = {entry.products for entry in load_catalog(crm_db)}
+    assert ("Galaxy S7",) in products and ("Fiber 1G",) in products

@@ -218,14 +218,14 @@ def test_search_finds_the_stored_transcripts(batch):
 def test_re_auditing_a_file_replaces_its_rows(batch, tmp_path):
     db_path = tmp_path / "copy.db"
     shutil.copy(batch.db_path, db_path)
-    clean = batch.holds["clean"].path
+    clean = batch.holds[CALL_SID].path  # one message: the cheapest to transcribe again
     args = ["audit", str(clean), "--db", str(db_path), "--format", "json"]
     first = CliRunner().invoke(main, args)
     assert first.exit_code == 0, first.output
     db = connect(db_path)
     rows = list(db.query("select id from audits where recording = ?", [str(clean)]))
     assert len(rows) == 1
-    assert json.loads(first.stdout) == batch.reports["clean"]  # same audio, same audit
+    assert json.loads(first.stdout) == batch.reports[CALL_SID]  # same audio, same audit
 
 
 def test_html_report_of_a_real_audit(batch):
