@@ -20,7 +20,7 @@ import sqlite_utils
 from app.flows import queue_from_row, segment_from_row
 from app.phones import to_e164
 from app.policy import (Caller, CallSoFar, Decision, Issue, Play, QueueSettings, Segment,
-                        format_utc, parse_utc)
+                        format_utc, parse_utc, promos_blocked)
 
 # Twilio waits ~15 s for a webhook; a locked database must turn into fallback music long before.
 WEBHOOK_BUSY_TIMEOUT_S = 0.5
@@ -235,8 +235,8 @@ def load_inputs(db, call_sid: str, caller_key: str | None, queue_name: str, now:
     return PolicyInputs(
         caller=caller,
         call=call,
-        # Earlier calls matter only for promos, and an unknown caller hears none.
-        history=load_history(db, caller_key, call_sid, since) if caller else (),
+        # Earlier calls matter only for promos: not read when no promo can play anyway.
+        history=() if promos_blocked(caller, call, queue) else load_history(db, caller_key, call_sid, since),
         queue=queue,
         catalog=segments,
         call_row=call_row,

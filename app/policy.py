@@ -294,13 +294,10 @@ def _promo(caller, segments, call: CallSoFar, history, queue: QueueSettings, hol
     candidates = _of_kind(segments, "promo")
     if not candidates:
         return None, "no promo for this queue right now"
-    blocked = _caller_blocks_promos(caller, queue)
+    blocked = promos_blocked(caller, call, queue)
     if blocked:
         return None, blocked
     call_promos = [p for p in call.plays if p.kind == "promo"]
-    if len(call_promos) >= queue.promos_per_call_max:
-        return None, f"promo cap reached ({queue.promos_per_call_max} per call)"
-
     owned = {product_key(p): p for p in caller.products}
     promo_s = sum(p.duration_s for p in call_promos)
     skipped = []
@@ -318,7 +315,12 @@ def _promo(caller, segments, call: CallSoFar, history, queue: QueueSettings, hol
     return None, "; ".join(skipped)
 
 
-def _caller_blocks_promos(caller: Caller | None, queue: QueueSettings) -> str:
+def promos_blocked(caller: Caller | None, call: CallSoFar, queue: QueueSettings) -> str:
+    """Why no promo at all may play for the rest of this answer ("" if one may).
+
+    Public so the webhook can skip reading the caller's promo history when it
+    cannot matter (unknown caller, opt-out, open issue, this call's cap reached).
+    """
     if caller is None:
         return "promo skipped: unknown caller"
     if caller.marketing_opt_out:
@@ -328,6 +330,8 @@ def _caller_blocks_promos(caller: Caller | None, queue: QueueSettings) -> str:
     if blocking:
         worst = max(blocking, key=lambda i: severity_rank(i.severity))
         return f"promo skipped: open issue {worst.id} ({worst.severity})"
+    if sum(1 for p in call.plays if p.kind == "promo") >= queue.promos_per_call_max:
+        return f"promo cap reached ({queue.promos_per_call_max} per call)"
     return ""
 
 

@@ -284,3 +284,11 @@ def test_fallback_is_music_only():
 def test_product_key_ignores_case_and_spacing():
     assert product_key("Galaxy S7") == product_key(" galaxy  s7 ") == product_key("GALAXYS7")
     assert product_key("Galaxy S7") != product_key("Galaxy S8")
+
+
+def test_promos_blocked_says_why_no_promo_can_play_at_all():
+    from app.policy import promos_blocked
+    assert promos_blocked(NIA, AFTER_MUSIC, QUEUE) == ""
+    assert promos_blocked(None, AFTER_MUSIC, QUEUE) == "promo skipped: unknown caller"
+    capped = call_of(MUSIC, ("galaxy-upgrade", "promo", 9))
+    assert promos_blocked(NIA, capped, QUEUE) == "promo cap reached (1 per call)"
