@@ -51,7 +51,7 @@ def demo_command(ctx, db_path, out_dir, minutes, skip_audit):
     2. simulates a 45-minute hold for Dana (+15555550100), who owns a Galaxy S7
        and has an open high-severity case: no promo, the outage notice first;
     3. audits sample_audio/hold-10min.wav (a hold where she was sold the phone
-       she owns, five times) with Whisper, offline, into an HTML report.
+       she owns, six times) with Whisper, offline, into an HTML report.
     Safe to run again: each run is one more call for Dana.
     """
     from app.simulate import SimulateError, format_timeline, simulate_call
