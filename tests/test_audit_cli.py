@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from app.cli import main
 from app.db import connect
