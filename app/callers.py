@@ -11,7 +11,8 @@ import re
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -27,10 +28,26 @@ WEBHOOK_BUSY_TIMEOUT_S = 0.5
 E164 = re.compile(r"\+[1-9]\d{6,14}")
 # The catalog changes only with `holdguard flows load`; webhooks see a new one within this long.
 CATALOG_CACHE_S = 1.0
+CALLS_REMEMBERED = 4096  # calls on hold at once, per webhook connection, with room to spare
+CHECKPOINT_EVERY_S = 1.0
+CHECKPOINT_IDLE_S = 60.0
+WAL_TRUNCATE_FRAMES = 4000  # about 16 MB of 4 KiB pages
 
 
 class NoHoldFlow(LookupError):
     """The queue has no settings in the catalog: `holdguard flows load` was not run for it."""
+
+
+@dataclass
+class WebhookMemory:
+    """What one webhook connection remembers between requests (see webhook_memory).
+
+    catalog: queue name -> (expiry, settings, segments), re-read after CATALOG_CACHE_S.
+    calls: CallSid -> (last play id, plays), for the most recent calls: a request
+    then reads only the plays logged since (by any worker), not the whole call.
+    """
+    catalog: dict = field(default_factory=dict)
+    calls: OrderedDict = field(default_factory=OrderedDict)
 
 
 @dataclass(frozen=True)
@@ -57,6 +74,8 @@ def open_webhook_db(path: str | Path) -> sqlite_utils.Database:
                            timeout=WEBHOOK_BUSY_TIMEOUT_S, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {int(WEBHOOK_BUSY_TIMEOUT_S * 1000)}")
     conn.execute("PRAGMA synchronous = NORMAL")
+    # A WAL checkpoint fsyncs (milliseconds): it runs in a background thread, not in a request.
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
     return sqlite_utils.Database(conn)
 
 
@@ -73,17 +92,19 @@ def webhook_db(path: str | Path) -> sqlite_utils.Database:
     identity = (str(path), _file_identity(path))
     cached = getattr(_per_thread, "db", None)
     if cached is not None and cached[0] == identity:
+        _keep_checkpointed(identity[0])
         return cached[1]
     discard_webhook_db()
     db = open_webhook_db(path)
-    _per_thread.db = (identity, db, {})
+    _per_thread.db = (identity, db, WebhookMemory())
+    _keep_checkpointed(str(path))
     return db
 
 
-def webhook_catalog_cache() -> dict:
-    """The catalog cache that goes with this thread's webhook connection (see load_inputs)."""
+def webhook_memory() -> WebhookMemory:
+    """The memory that goes with this thread's webhook connection (see load_inputs)."""
     cached = getattr(_per_thread, "db", None)
-    return cached[2] if cached is not None else {}
+    return cached[2] if cached is not None else WebhookMemory()
 
 
 def discard_webhook_db() -> None:
@@ -95,6 +116,56 @@ def discard_webhook_db() -> None:
             cached[1].close()
         except sqlite3.Error:
             pass
+
+
+# (process id, database path) -> when a webhook last used it; one checkpoint thread per key.
+_checkpointed: dict[tuple[int, str], float] = {}
+_checkpointed_lock = threading.Lock()
+
+
+def _keep_checkpointed(path: str) -> None:
+    """Note a webhook's use of `path`; start its checkpoint thread in this process if none runs."""
+    key = (os.getpid(), path)  # by process: a forked gunicorn worker has no threads of its parent
+    if key in _checkpointed:
+        _checkpointed[key] = time.monotonic()
+        return
+    with _checkpointed_lock:
+        if key not in _checkpointed:
+            _checkpointed[key] = time.monotonic()
+            threading.Thread(target=_checkpoint_while_used, args=(key,), daemon=True,
+                             name=f"holdguard-checkpoint {path}").start()
+
+
+def _checkpoint_while_used(key: tuple[int, str]) -> None:
+    """Checkpoint the WAL every CHECKPOINT_EVERY_S until webhooks stop using the database.
+
+    PASSIVE never blocks readers or writers; when it cannot finish (a lock, a
+    long reader) the next round goes on. A WAL past WAL_TRUNCATE_FRAMES is
+    finished and truncated (writers wait for that moment, a few milliseconds). Ends after CHECKPOINT_IDLE_S without
+    webhook use, so idle databases (and tests' temporary ones) hold no thread.
+    """
+    path, conn, identity = key[1], None, None
+    try:
+        while time.monotonic() - _checkpointed[key] < CHECKPOINT_IDLE_S:
+            time.sleep(CHECKPOINT_EVERY_S)
+            try:
+                if conn is None or _file_identity(path) != identity:
+                    if conn is not None:
+                        conn.close()
+                    conn, identity = None, _file_identity(path)
+                    conn = open_webhook_db(path).conn
+                _busy, wal_frames, _done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if wal_frames >= WAL_TRUNCATE_FRAMES:
+                    # Under steady writes PASSIVE never catches up enough for the WAL to start over:
+                    # now and then, briefly hold writers back to finish and shrink it.
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except (sqlite3.Error, OSError):
+                pass  # the database is missing, locked or broken: the webhooks report that
+    finally:
+        with _checkpointed_lock:
+            _checkpointed.pop(key, None)
+        if conn is not None:
+            conn.close()
 
 
 def _file_identity(path: str | Path) -> tuple[int, int] | None:
@@ -171,20 +242,32 @@ def load_caller(db, phone_e164: str | None) -> Caller | None:
 PLAY_COLUMNS = "segment_id, kind, at, at_s, duration_s"
 
 
-def _plays(db, sql: str, params) -> tuple[Play, ...]:
-    """Plays from a query selecting PLAY_COLUMNS (plain tuples: a call may have a hundred rows)."""
+def _plays(rows) -> tuple[Play, ...]:
+    """Plays from rows of PLAY_COLUMNS."""
     return tuple(Play(segment_id, kind, parse_utc(at), at_s or 0.0, duration_s or 0.0)
-                 for segment_id, kind, at, at_s, duration_s in db.execute(sql, params))
+                 for segment_id, kind, at, at_s, duration_s in rows)
 
 
 CALL_COLUMNS = ("caller", "customer_id", "queue", "last_position_told")
 
 
-def load_call(db, call_sid: str) -> tuple[CallSoFar, dict | None]:
-    """What this call heard so far, in order, and the last queue position it was told; and its calls row."""
-    plays = _plays(db, f"SELECT {PLAY_COLUMNS} FROM plays WHERE call_sid = ? ORDER BY id", [call_sid])
-    rows = _query(db, f"SELECT {', '.join(CALL_COLUMNS)} FROM calls WHERE call_sid = ?", [call_sid])
-    call_row = rows[0] if rows else None
+def load_call(db, call_sid: str, memory: WebhookMemory | None = None) -> tuple[CallSoFar, dict | None]:
+    """What this call heard so far, in order, and the last queue position it was told; and its calls row.
+
+    With `memory`, only plays logged since this connection last read the call are
+    fetched (play ids only grow, whichever worker wrote them).
+    """
+    last_id, known = memory.calls.get(call_sid, (0, ())) if memory else (0, ())
+    rows = db.execute(f"SELECT id, {PLAY_COLUMNS} FROM plays WHERE call_sid = ? AND id > ? ORDER BY id",
+                      [call_sid, last_id]).fetchall()
+    plays = known + _plays(row[1:] for row in rows)
+    if memory is not None:
+        memory.calls[call_sid] = (rows[-1][0] if rows else last_id, plays)
+        memory.calls.move_to_end(call_sid)
+        if len(memory.calls) > CALLS_REMEMBERED:
+            memory.calls.popitem(last=False)
+    call_rows = _query(db, f"SELECT {', '.join(CALL_COLUMNS)} FROM calls WHERE call_sid = ?", [call_sid])
+    call_row = call_rows[0] if call_rows else None
     return CallSoFar(plays, call_row["last_position_told"] if call_row else None), call_row
 
 
@@ -192,8 +275,8 @@ def load_history(db, caller_key: str | None, call_sid: str, since: datetime) -> 
     """Promos this caller heard in earlier calls since `since` (for promo_repeat_days)."""
     if not caller_key:
         return ()
-    return _plays(db, f"SELECT {PLAY_COLUMNS} FROM plays WHERE caller = ? AND at >= ? "
-                      f"AND call_sid != ? AND kind = 'promo' ORDER BY at", [caller_key, format_utc(since), call_sid])
+    return _plays(db.execute(f"SELECT {PLAY_COLUMNS} FROM plays WHERE caller = ? AND at >= ? AND call_sid != ? "
+                             f"AND kind = 'promo' ORDER BY at", [caller_key, format_utc(since), call_sid]))
 
 
 def load_queue(db, queue_name: str) -> QueueSettings:
@@ -222,15 +305,16 @@ def load_queue_catalog(db, queue_name: str, cache: dict | None = None) -> tuple[
 
 
 def load_inputs(db, call_sid: str, caller_key: str | None, queue_name: str, now: datetime,
-                catalog_cache: dict | None = None) -> PolicyInputs:
+                memory: WebhookMemory | None = None) -> PolicyInputs:
     """Everything decide() needs for one wait request. Raises NoHoldFlow for an unconfigured queue.
 
-    With a `catalog_cache` (the webhook's, see webhook_catalog_cache) the catalog
-    is read at most once per CATALOG_CACHE_S; callers, issues and plays always fresh.
+    With `memory` (the webhook's, see webhook_memory) the catalog is read at most
+    once per CATALOG_CACHE_S and a call's plays incrementally; customers and
+    their issues are always read fresh.
     """
-    queue, segments = load_queue_catalog(db, queue_name, catalog_cache)
+    queue, segments = load_queue_catalog(db, queue_name, memory.catalog if memory else None)
     since = now - timedelta(days=queue.promo_repeat_days)
-    call, call_row = load_call(db, call_sid)
+    call, call_row = load_call(db, call_sid, memory)
     caller = load_caller(db, caller_key)
     return PolicyInputs(
         caller=caller,

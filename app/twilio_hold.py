@@ -181,7 +181,7 @@ def wait():
         if not call_sid:
             raise ValueError("wait request without CallSid")
         db = callers.webhook_db(current_app.config["HOLDGUARD_DB"])
-        inputs = callers.load_inputs(db, call_sid, caller_e164, queue_name, now, callers.webhook_catalog_cache())
+        inputs = callers.load_inputs(db, call_sid, caller_e164, queue_name, now, callers.webhook_memory())
         decision = decide(inputs.caller, inputs.call, inputs.history, inputs.queue, inputs.catalog,
                           queue_data, now)
         callers.record_play(db, call_sid, caller_key, _customer_id(inputs), queue_name, decision, now,

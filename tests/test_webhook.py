@@ -299,3 +299,44 @@ def test_a_broken_clock_still_answers_music(db_path, demo_music):
 def test_a_non_ascii_signature_is_a_403_not_a_crash(demo, client):
     response = client.post(WAIT, data=wait_params(0), headers={"X-Twilio-Signature": "s\u00efgnature"})
     assert response.status_code == 403
+
+
+def test_remembered_calls_see_plays_logged_by_other_workers(demo, db_path):
+    """Two workers' connections alternate on one call: each still sees every play, in order."""
+    from datetime import datetime, timezone
+
+    from app.callers import WebhookMemory, load_call, open_webhook_db, record_play
+    from app.policy import Decision, Segment
+
+    worker_dbs = [open_webhook_db(db_path), open_webhook_db(db_path)]
+    memories = [WebhookMemory(), WebhookMemory()]
+    sid = CALL["CallSid"]
+    for number in range(6):
+        worker = number % 2
+        seen, _ = load_call(worker_dbs[worker], sid, memories[worker])
+        assert [p.segment_id for p in seen.plays] == [f"s{n}" for n in range(number)]
+        decision = Decision(Segment(f"s{number}", "music", 45, play="https://cdn.example.com/a.mp3"), "test")
+        record_play(worker_dbs[worker], sid, NIA, "C-1003", "support", decision,
+                    datetime.now(timezone.utc), number * 45.0, None)
+    fresh, _ = load_call(worker_dbs[0], sid)
+    assert load_call(worker_dbs[0], sid, memories[0])[0] == fresh
+    for db in worker_dbs:
+        db.close()
+
+
+def test_the_wal_is_checkpointed_by_a_background_thread(demo, twilio_post, db_path, tmp_path):
+    import shutil
+    import time
+
+    for queue_time_s in range(0, 450, 45):
+        twilio_post(WAIT, wait_params(queue_time_s))
+    main_file_only = tmp_path / "main-file-only.db"  # what checkpoints have written to the database file
+    deadline = time.monotonic() + 10
+    while True:
+        shutil.copyfile(db_path, main_file_only)
+        with sqlite3.connect(main_file_only) as copy:
+            checkpointed_plays = copy.execute("SELECT count(*) FROM plays").fetchone()[0]
+        if checkpointed_plays == 10 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert checkpointed_plays == 10
