@@ -27,6 +27,10 @@ The order of a hold, one answer per Twilio wait request:
    music) in rotation, one chunk per answer; the reason says why nothing else
    played ("music: promo skipped: open issue CASE-1042 (high)").
 
+An unknown caller (no customer on that number) fails closed on marketing: no
+promo ever; notices, announcements, reassurance and tips are service
+information and still play.
+
 Time-based rules measure hold time with Twilio's `QueueTime`, not the sum of
 logged durations, so a music file longer than `music_chunk_s` (Twilio plays a
 `<Play>` to its end) only delays the next decision; it never breaks a cap.
