@@ -27,9 +27,9 @@ The order of a hold, one answer per Twilio wait request:
    music) in rotation, one chunk per answer; the reason says why nothing else
    played ("music: promo skipped: open issue CASE-1042 (high)").
 
-An unknown caller (no customer on that number) fails closed on marketing: no
-promo ever; notices, announcements, reassurance and tips are service
-information and still play.
+An unknown caller (no customer on that number) fails closed: music only, as
+when the database cannot be read. We cannot tell whether they are mid-issue,
+so nothing at all is pitched or scripted at them.
 
 Time-based rules measure hold time with Twilio's `QueueTime`, not the sum of
 logged durations, so a music file longer than `music_chunk_s` (Twilio plays a
@@ -150,11 +150,13 @@ def decide(caller: Caller | None, call: CallSoFar, history: tuple[Play, ...] | l
            queue_data: QueueData, now: datetime) -> Decision:
     """The next segment for this caller, this call and this queue, with the reason.
 
-    `caller` None means unknown: no promos (fail closed). `history` holds the
+    `caller` None means unknown: music only (fail closed). `history` holds the
     caller's plays in earlier calls (only promos matter). `catalog` may hold
     segments of other queues or outside their window: they are filtered here.
     """
     segments = [s for s in catalog if s.applies_to(queue.name) and s.is_active(now)]
+    if caller is None:
+        return music_decision(queue, segments, call, "music only: unknown caller (fail closed)")
     heard_ids = {p.segment_id for p in call.plays}
     hold_s = _hold_s(call, queue_data)
 

@@ -50,6 +50,7 @@ INDEXES = [
     ("issues", ["customer_id"]),
     ("plays", ["call_sid"]),
     ("plays", ["caller", "at"]),
+    ("plays", ["caller", "kind", "at"]),  # a frequent caller's promo history, across calls
     ("plays", ["segment_id", "at"]),
 ]
 

@@ -67,8 +67,12 @@ def test_inactive_or_other_queue_notices_do_not_play(notice):
     assert next_for(call=CallSoFar(), catalog=(notice, GALAXY)).segment.kind == "music"
 
 
-def test_notices_play_for_unknown_callers_too():
-    assert next_for(caller=None, call=CallSoFar()).segment.id == "outage"
+def test_unknown_callers_hear_music_only_fail_closed():
+    for call in (CallSoFar(), AFTER_MUSIC, call_of(MUSIC, MUSIC, MUSIC, MUSIC, MUSIC, MUSIC, MUSIC)):
+        decision = next_for(caller=None, call=call, queue=QUEUE,
+                            data=QueueData(queue_time_s=hold_s(call), avg_queue_time_s=240, position=3))
+        assert decision.segment.kind == "music"
+        assert decision.reason == "music only: unknown caller (fail closed)"
 
 
 def test_time_comes_from_now_not_the_clock():
@@ -134,7 +138,7 @@ def test_opted_out_caller_hears_no_promo():
 def test_unknown_caller_hears_no_promo():
     decision = next_for(caller=None, catalog=(GALAXY, FIBER))
     assert decision.segment.kind == "music"
-    assert decision.reason == "music: promo skipped: unknown caller"
+    assert decision.reason == "music only: unknown caller (fail closed)"
 
 
 @pytest.mark.parametrize("owned", ["Galaxy S7", "galaxy s7", "  GALAXY   S7 ", "GalaxyS7"])
@@ -251,11 +255,13 @@ def test_wait_announce_every_s_zero_means_never():
 # --- 4. tips and music ---
 
 def test_tips_play_once_per_call_as_non_sales_content():
-    decision = next_for(caller=None, catalog=(TIP, GALAXY))
+    opted_out = replace(NIA, marketing_opt_out=True)
+    decision = next_for(caller=opted_out, catalog=(TIP, GALAXY))
     assert decision.segment.id == "tip-billing"
-    assert decision.reason == "tip tip-billing: not yet heard this call; promo skipped: unknown caller"
+    assert decision.reason == ("tip tip-billing: not yet heard this call; "
+                               "promo skipped: caller opted out of marketing")
     heard = call_of(MUSIC, ("tip-billing", "tip", 7), MUSIC)
-    assert next_for(caller=None, call=heard, catalog=(TIP,)).segment.kind == "music"
+    assert next_for(caller=opted_out, call=heard, catalog=(TIP,)).segment.kind == "music"
 
 
 def test_music_rotates_the_queue_urls_in_chunks():

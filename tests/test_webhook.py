@@ -216,15 +216,15 @@ def test_corrupt_database_answers_builtin_music(tmp_path, caplog):
     assert "answering fallback music" in caplog.text
 
 
-def test_unknown_caller_hears_no_promo_over_a_whole_hold(demo, twilio_post, db_path):
+def test_unknown_caller_hears_music_only_over_a_whole_hold(demo, twilio_post, db_path):
     params = {**wait_params(0), "From": "+15555559999"}
     queue_time_s = 0
     for _ in range(40):
         twiml(twilio_post(WAIT, {**params, "QueueTime": str(queue_time_s)}))
         queue_time_s += int(plays(db_path)[-1]["duration_s"])
     rows = plays(db_path)
-    assert [r for r in rows if r["kind"] == "promo"] == []
-    assert any(r["reason"] == "music: promo skipped: unknown caller" for r in rows)
+    assert {r["kind"] for r in rows} == {"music"}  # not even the outage notice: fail closed
+    assert {r["reason"] for r in rows} == {"music only: unknown caller (fail closed)"}
     assert {r["customer_id"] for r in rows} == {None} and {r["caller"] for r in rows} == {"+15555559999"}
 
 
