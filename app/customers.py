@@ -20,9 +20,10 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from app.db import db_option
 from app.phones import to_e164
+from app.policy import SEVERITIES
 
-SEVERITIES = ("low", "medium", "high", "critical")  # in rising order
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 TRUE_WORDS = {"true", "yes", "y", "1"}
 FALSE_WORDS = {"false", "no", "n", "0"}
@@ -625,13 +626,6 @@ def import_customers(db, path, default_region: str = "US", *, now: str | None = 
 
 
 # --- CLI --------------------------------------------------------------------------
-
-def db_option(function):
-    """The --db option every data command takes (env HOLDGUARD_DB)."""
-    return click.option("--db", "db_path", envvar="HOLDGUARD_DB", default="./holdguard.db",
-                        show_default=True, type=click.Path(dir_okay=False),
-                        help="SQLite database (env HOLDGUARD_DB).")(function)
-
 
 def region_option(function):
     return click.option("--region", envvar="HOLDGUARD_DEFAULT_REGION", default="US", show_default=True,

@@ -53,14 +53,20 @@ def init_app(app) -> None:
     app.teardown_appcontext(close_db)
 
 
+def db_option(function):
+    """The --db option every data command takes (env HOLDGUARD_DB)."""
+    return click.option("--db", "db_path", envvar="HOLDGUARD_DB", default="./holdguard.db",
+                        show_default=True, metavar="FILE", type=click.Path(dir_okay=False),
+                        help="SQLite database (env HOLDGUARD_DB).")(function)
+
+
 @click.group("db")
 def db_group():
     """Create and inspect the SQLite database."""
 
 
 @db_group.command("init")
-@click.option("--db", "db_path", envvar="HOLDGUARD_DB", default="./holdguard.db", show_default=True,
-              help="SQLite file to create or upgrade (env HOLDGUARD_DB).")
+@db_option
 def init_command(db_path):
     """Create the tables (idempotent: existing data is kept)."""
     db = connect(db_path)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from app.customers import db_option
+from app.db import db_option
 
 DEMO_DATA = Path(__file__).parent / "demo_data"
 SAMPLE_RECORDING = Path(__file__).resolve().parents[1] / "sample_audio" / "hold-10min.wav"

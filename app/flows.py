@@ -19,6 +19,7 @@ from pathlib import Path
 
 import click
 
+from app.db import db_option
 from app.policy import (ANNOUNCEMENT_ID, FALLBACK_MUSIC_ID, KINDS, SEVERITIES, QueueSettings, Segment,
                         format_utc, parse_utc)
 
@@ -299,10 +300,6 @@ def load_catalog(db) -> Flow:
 
 
 # --- CLI ---
-
-db_option = click.option("--db", "db_path", envvar="HOLDGUARD_DB", default="./holdguard.db",
-                         show_default=True, help="SQLite file (env HOLDGUARD_DB).")
-
 
 def _valid_flow_or_exit(flow_file: str) -> Flow:
     try:

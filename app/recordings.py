@@ -28,6 +28,8 @@ from pathlib import Path
 
 import click
 
+from app.db import db_option
+
 log = logging.getLogger(__name__)
 
 API_VERSION = "2010-04-01"
@@ -363,8 +365,7 @@ def recordings_group():
 @click.option("--since", callback=_since_option,
               metavar="DATE", help="Only recordings created at/after this date (YYYY-MM-DD, UTC) or time.")
 @click.option("--call-sid", metavar="SID", help="Only the recordings of this call (CA + 32 hex digits).")
-@click.option("--db", "db_path", envvar="HOLDGUARD_DB", default="./holdguard.db", show_default=True,
-              help="SQLite file (env HOLDGUARD_DB); created if missing.")
+@db_option
 @click.option("--data-dir", envvar="HOLDGUARD_DATA_DIR", default="./holdguard-data", show_default=True,
               help="Where recordings are stored, under recordings/ (env HOLDGUARD_DATA_DIR).")
 @click.option("--audit/--no-audit", default=True, show_default=True, help="Audit each new recording.")

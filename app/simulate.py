@@ -27,7 +27,7 @@ import click
 from twilio.request_validator import RequestValidator
 
 from app import callers
-from app.flows import db_option
+from app.db import db_option
 from app.phones import to_e164
 from app.policy import Caller, Issue, format_utc, parse_utc
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import click
 
-from app.customers import SEVERITIES, db_option, format_timestamp, open_existing_db
+from app.customers import SEVERITIES, format_timestamp, open_existing_db
+from app.db import db_option
 
 HEADER = ("customer_id", "phone_e164", "reason_code", "case_id", "severity", "suppress_from", "generated_at")
 OPEN_ISSUE = "open_issue"

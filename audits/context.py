@@ -23,10 +23,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.policy import SEVERITIES
 from audits.classify import same_product
 from audits.data import Context, Issue
 
-SEVERITIES = ("low", "medium", "high", "critical")
 CONTEXT_KEYS = ("open_issues", "owned_products", "queue", "call_sid", "phone")
 ISSUE_KEYS = ("id", "severity", "summary")
 # Twilio SIDs in file names: a CallSid, or a RecordingSid that the `recordings` table links to its call.
