@@ -20,6 +20,7 @@ import click
 
 # audits.transcribe.ENGINES, spelled out so `--help` does not import the speech stack (a test checks they agree)
 ENGINES = ("openai-whisper", "faster-whisper")
+DEFAULT_ENGINE = "faster-whisper"  # audits.transcribe.DEFAULT_ENGINE (tested to agree)
 DEFAULT_MODEL = "tiny.en"
 REPORT_EXTENSIONS = {".json": "json", ".md": "md", ".html": "html", ".htm": "html"}
 INDEX_STEM = "index"
@@ -93,39 +94,6 @@ def collect_recordings(paths: list[Path]) -> tuple[list[Path], list[tuple[str, s
     return unique, missing
 
 
-def audit_recordings(files: list[Path], db, transcriber, context_file: Path | None, progress) -> tuple[list, list]:
-    """Audit and store each file; a bad file is reported and skipped. Returns (results, failures)."""
-    from audits import context as caller_context, pipeline, store
-
-    catalog = caller_context.load_catalog(db)
-    results, failures = [], []
-    for path in files:
-        progress.set_postfix_str(path.name[-40:])
-        try:
-            resolved = caller_context.resolve(path, context_file, db)
-            result = pipeline.audit_file(
-                path, resolved.context, transcriber, catalog,
-                on_segment=lambda done, total: progress.set_postfix_str(f"{path.name[-32:]} speech {done}/{total}"))
-            store.save(db, result, sha256=store.file_sha256(path), call_sid=resolved.call_sid)
-        except Exception as error:  # one bad file must not sink the batch; the error names it
-            failures.append((str(path), _one_line(path, error)))
-            progress.write(f"Error: {failures[-1][1]}", file=sys.stderr)
-        else:
-            results.append(result)
-        progress.update(1)
-    return results, failures
-
-
-def _one_line(path: Path, error: Exception) -> str:
-    from audits.audio import AudioError
-    from audits.context import ContextError
-
-    message = " ".join(str(error).split()) or type(error).__name__
-    if not isinstance(error, (AudioError, ContextError)):
-        message = f"{type(error).__name__}: {message}"
-    return message if str(path) in message else f"{path}: {message}"
-
-
 def write_reports(results: list, failures: list, fmt: str, out: Path | None, batch: bool) -> list[Path]:
     """Print the report, or write it to --out (a file, or a folder: one per recording plus the index)."""
     from audits.report import EXTENSIONS, render
@@ -184,12 +152,16 @@ db_option = click.option("--db", "db_path", envvar="HOLDGUARD_DB", default="./ho
 @click.option("--out", type=click.Path(path_type=Path), metavar="PATH",
               help="Write the report here. A folder (existing, ending in /, or without extension) gets one "
                    "report per recording plus index.<format> with the batch summary.")
-@click.option("--engine", type=click.Choice(ENGINES), default=ENGINES[0], show_default=True,
-              help="Speech engine (both run the same Whisper weights offline).")
+@click.option("--engine", type=click.Choice(ENGINES), default=DEFAULT_ENGINE, show_default=True,
+              help="Speech engine (both run the same Whisper weights offline and hear the same text; "
+                   "faster-whisper is about twice as fast).")
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, metavar="NAME_OR_PATH",
               help="Whisper model name or a local checkpoint/model folder.")
+@click.option("--jobs", "-j", type=click.IntRange(1), metavar="N",
+              help="Recordings audited at once, each in its own process with its own model "
+                   "[default: one per core, at most one per recording; 1 = all in this process].")
 @db_option
-def audit_paths(paths, context_file, fmt, out, engine, model, db_path):
+def audit_paths(paths, context_file, fmt, out, engine, model, jobs, db_path):
     """Audit hold recordings: what was played, how often, and what went wrong.
 
     PATH is an audio file (wav incl. 8 kHz mu-law, mp3, flac, ogg) or a folder of
@@ -215,10 +187,14 @@ def audit_paths(paths, context_file, fmt, out, engine, model, db_path):
     db = open_database(db_path)
     results = []
     if files:
-        transcriber = _load_engine(engine, model)
+        from audits.batch import audit_batch, default_jobs
+
+        jobs = min(jobs or default_jobs(len(files)), len(files))
+        transcriber = _load_engine(engine, model, in_process=jobs == 1)
         with tqdm(total=len(files), unit="file", file=sys.stderr, disable=not sys.stderr.isatty(),
                   desc="audit") as progress:
-            results, failed = audit_recordings(files, db, transcriber, context_file, progress)
+            results, failed = audit_batch(files, db, engine=engine, model=model, context_file=context_file,
+                                          jobs=jobs, progress=progress, transcriber=transcriber)
         failures += failed
     batch = len(files) + len(missing) > 1
     for path in write_reports(results, failures, fmt, out, batch):
@@ -237,11 +213,15 @@ def _check_context_file(context_file: Path) -> None:
         raise click.ClickException(str(error)) from None
 
 
-def _load_engine(engine: str, model: str):
-    from audits.transcribe import shared_engine
+def _load_engine(engine: str, model: str, in_process: bool):
+    """The engine for an in-process audit; for workers only a check (and the one-off conversion)."""
+    from audits.transcribe import prepare_model, shared_engine
     from audits.weights import ModelError
 
     try:
+        if not in_process:
+            prepare_model(engine, model)
+            return None
         return shared_engine(engine, model)  # once per process: in-process callers (tests) reuse it
     except ModelError as error:
         raise click.ClickException(str(error)) from None

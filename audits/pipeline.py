@@ -3,8 +3,14 @@
     result = audit_file("hold.wav", context, load_engine())
 
 Only speech segments reach the speech engine: Whisper invents text on music.
-`transcribe_segments` is the seam for issue #5 (transcribe each distinct message
-once); `analyse` is everything after the engine and needs no audio.
+A hold loop plays the same few recordings again and again, so the engine runs
+once per distinct recording (`transcribe_distinct`): plays are grouped by their
+sound first (audits.fingerprint), one play of each group is transcribed and
+every play gets its text. Re-recorded versions (another voice or pace) sound
+different, are transcribed on their own and merge by text in audits.messages.
+The recording is decoded into a temporary file (audits.spool) and read back in
+slices, so memory does not grow with the length of the hold.
+`analyse` is everything after the engine and needs no audio.
 """
 from __future__ import annotations
 
@@ -25,35 +31,86 @@ CLIP_PAD_AFTER_S = 0.3
 def audit_file(path: str | Path, context: Context | None, transcriber,
                catalog: Iterable[classify.CatalogMessage] = (),
                on_segment: Callable[[int, int], None] | None = None,
-               known_products: Iterable[str] = ()) -> AuditResult:
+               known_products: Iterable[str] = (), acoustic_grouping: bool = True) -> AuditResult:
     """Audit one recording. Raises audits.audio.AudioError (one line) when the file is not usable audio.
 
     `catalog` (the hold flow's messages and products, see audits.context.load_catalog) and
     `known_products` (bare product names) help name the products a promo sells;
-    `on_segment(done, total)` reports transcription progress.
+    `on_segment(done, total)` reports transcription progress (engine runs done / to do).
+    `acoustic_grouping=False` transcribes every play (slower; for comparisons).
     """
-    from audits import audio as audio_stage, segment
+    from audits.spool import spool
 
-    audio = audio_stage.load(path)
-    segments = segment.split(audio)
-    transcripts = transcribe_segments(audio, segments, transcriber, on_segment)
+    with spool(path) as recording:
+        audio = recording.audio
+        segments = split(audio, recording.levels_db)
+        if acoustic_grouping:
+            transcripts, keys = transcribe_distinct(audio, segments, transcriber, on_segment)
+        else:
+            transcripts, keys = transcribe_segments(audio, segments, transcriber, on_segment), None
     return analyse(str(path), audio.duration_s, segments, transcripts, context, catalog,
-                   known_products=known_products)
+                   group_keys=keys, known_products=known_products)
+
+
+def split(audio: Audio, levels_db) -> list[Segment]:
+    """audits.segment.split, with the frame levels measured while the audio was decoded (audits.spool):
+    the segmenter then reads the samples only where its VAD looks."""
+    from audits import segment
+
+    if len(audio.samples) == 0:
+        return []
+    silent = levels_db < segment.silence_threshold_db(levels_db)
+    speech_prob = segment.speech_probabilities(audio.samples, active=~silent)
+    return segment.to_segments(segment.label_frames(speech_prob, silent), audio.duration_s)
 
 
 def transcribe_segments(audio: Audio, segments: list[Segment], transcriber,
                         on_segment: Callable[[int, int], None] | None = None) -> list[Transcript]:
-    """One Transcript per speech segment, in order; music and silence are never sent to the engine."""
+    """One Transcript per speech segment, in order, the engine run on every one of them;
+    music and silence are never sent to the engine."""
     speech = [s for s in segments if s.kind == "speech"]
     transcripts = []
-    for done, span in enumerate(speech, start=1):
-        start_s, end_s = clip_bounds_s(speech, done - 1, audio.duration_s)
-        clip = audio.samples[int(start_s * SAMPLE_RATE):int(end_s * SAMPLE_RATE)]
-        heard = transcriber.transcribe(clip, start_s=start_s)
-        transcripts.append(replace(heard, start_s=span.start_s, end_s=span.end_s))  # a play is its segment
+    for done, _span in enumerate(speech, start=1):
+        transcripts.append(transcribe_play(audio, speech, done - 1, transcriber))
         if on_segment:
             on_segment(done, len(speech))
     return transcripts
+
+
+def transcribe_distinct(audio: Audio, segments: list[Segment], transcriber,
+                        on_segment: Callable[[int, int], None] | None = None) -> tuple[list[Transcript], list[int]]:
+    """One Transcript per speech segment, in order, the engine run once per acoustic group.
+
+    Returns the transcripts and each play's group number (the `group_keys` of `analyse`). Each
+    group's representative is its longest play: a play cut short by the segmenter or the end of
+    the recording would lose words for every play of the group.
+    """
+    from audits import fingerprint
+
+    speech = [s for s in segments if s.kind == "speech"]
+    labels = fingerprint.group_clips(audio.samples[_sample(s.start_s):_sample(s.end_s)] for s in speech)
+    members: dict[int, list[int]] = {}
+    for index, label in enumerate(labels):
+        members.setdefault(label, []).append(index)
+    heard = {}
+    for done, (label, indices) in enumerate(members.items(), start=1):
+        heard[label] = transcribe_play(audio, speech, max(indices, key=lambda i: speech[i].duration_s), transcriber)
+        if on_segment:
+            on_segment(done, len(members))
+    return [replace(heard[label], start_s=span.start_s, end_s=span.end_s)
+            for span, label in zip(speech, labels)], labels
+
+
+def transcribe_play(audio: Audio, speech: list[Segment], index: int, transcriber) -> Transcript:
+    """The engine's Transcript of speech segment `index` (padded clip), timed as the segment itself."""
+    span = speech[index]
+    start_s, end_s = clip_bounds_s(speech, index, audio.duration_s)
+    heard = transcriber.transcribe(audio.samples[_sample(start_s):_sample(end_s)], start_s=start_s)
+    return replace(heard, start_s=span.start_s, end_s=span.end_s)  # a play is its segment
+
+
+def _sample(at_s: float) -> int:
+    return int(at_s * SAMPLE_RATE)
 
 
 def clip_bounds_s(speech: list[Segment], index: int, duration_s: float) -> tuple[float, float]:

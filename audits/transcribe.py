@@ -26,7 +26,10 @@ from audits.data import SAMPLE_RATE, Transcript
 from audits.weights import ModelError
 
 ENGINES = ("openai-whisper", "faster-whisper")
-DEFAULT_ENGINE = "openai-whisper"
+# Same weights, same decoding, same text (tokens and log-probabilities agree on the test audio); on
+# 2 cores faster-whisper decodes a speech clip in about half the time and needs no torch import.
+# Measured in tests/bench/audit_speed.py.
+DEFAULT_ENGINE = "faster-whisper"
 DEFAULT_MODEL = "tiny.en"
 # Beam search as openai-whisper's CLI does; greedy (1) is about twice as fast but hears a little less.
 DEFAULT_BEAM_SIZE = 5
@@ -239,9 +242,22 @@ def load_engine(engine: str = DEFAULT_ENGINE, model: str = DEFAULT_MODEL, *, bea
     Raises ModelError with a one-line message for an unknown engine, model name or unusable path.
     """
     _check_engine(engine)
+    _passive_openmp_threads()
     if engine == "openai-whisper":
         return OpenAIWhisper(model, beam_size=beam_size, threads=threads)
     return FasterWhisper(model, beam_size=beam_size, threads=threads, compute_type=compute_type)
+
+
+def _passive_openmp_threads() -> None:
+    """Let idle OpenMP threads sleep instead of spinning, unless the user chose otherwise.
+
+    Both engines decode with OpenMP (libgomp). Spinning threads are a little faster on an idle
+    machine, but on a busy one (the webhook, another audit) a thread spinning at a barrier holds the
+    core its partner needs: measured on 2 busy cores, a clip took 5-20 s with 2 spinning threads,
+    2.3 s with 2 sleeping ones and 0.85 s idle either way. Read once, when libgomp loads: this must
+    run before torch or ctranslate2 is imported.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _check_engine(engine: str) -> None:

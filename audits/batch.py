@@ -1,0 +1,217 @@
+"""Audit many recordings at once, on every core.
+
+    results, failures = audit_batch(files, db, engine="faster-whisper", jobs=2, progress=bar)
+
+With `jobs` > 1 each recording is audited in a worker process (ProcessPoolExecutor,
+"spawn": no OpenMP or onnxruntime threads are forked). Each worker loads the
+speech model once, in its initializer, and audits one recording at a time; its
+speech engine gets `cores // jobs` threads so the workers together never ask for
+more threads than there are cores. Workers return plain AuditResults; this
+process resolves each caller's context beforehand and stores every result itself
+(SQLite has one writer), as soon as it arrives. A recording that cannot be
+audited is reported with a one-line error and the batch goes on; a worker that
+dies (a crash in a native library) costs only the recording it was auditing:
+the recordings in flight with it are audited again, one worker each.
+
+With `jobs` == 1 everything runs in this process (what tests and one-file audits do).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the numeric stack loads in workers after their thread limits are set
+    from audits.data import AuditResult, Context
+
+# What _start_worker loaded, once per worker process.
+_worker_transcriber = None
+_worker_catalog: list = []
+_worker_error: str | None = None
+
+
+@dataclass
+class Task:
+    """One recording to audit, with the caller context resolved beforehand (the database stays here)."""
+    index: int  # position in the batch, to report in the order given
+    path: Path
+    context: Context
+    call_sid: str | None = None
+
+
+@dataclass
+class Outcome:
+    """What a worker sends back: a result and the file's hash, or a one-line error."""
+    index: int
+    path: Path
+    result: AuditResult | None = None
+    sha256: str = ""
+    error: str | None = None
+
+
+class Progress:
+    """What the batch reports as it goes: a tqdm bar has these methods; this one only prints errors."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix_str(self, text: str) -> None:
+        pass
+
+    def write(self, text: str, file=None) -> None:
+        print(text, file=file or sys.stderr)
+
+
+def cpu_count() -> int:
+    """Cores this process may use (the affinity mask, not the whole machine, where the OS tells)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_jobs(n_files: int) -> int:
+    """One worker per file, at most one per core."""
+    return max(1, min(n_files, cpu_count()))
+
+
+def threads_per_worker(jobs: int) -> int:
+    """Engine threads for each of `jobs` workers: together they use the cores, no more."""
+    return max(1, cpu_count() // max(1, jobs))
+
+
+def one_line_error(path: Path, error: Exception) -> str:
+    """An exception as one line naming the file: AudioError and ContextError already are one."""
+    from audits.audio import AudioError
+    from audits.context import ContextError
+
+    message = " ".join(str(error).split()) or type(error).__name__
+    if not isinstance(error, (AudioError, ContextError)):
+        message = f"{type(error).__name__}: {message}"
+    return message if str(path) in message else f"{path}: {message}"
+
+
+def audit_batch(files: list[Path], db, *, engine: str, model: str, context_file: Path | None = None,
+                jobs: int = 1, progress: Progress | None = None,
+                transcriber=None) -> tuple[list, list[tuple[str, str]]]:
+    """Audit and store each file. Returns (results in the order of `files`, [(path, error)] failures).
+
+    `transcriber` is used for jobs == 1 (loaded here with `engine`/`model` when not given);
+    workers load their own. Contexts (--context file, sidecars, the webhook database) are resolved
+    first, here; a bad one fails that file only.
+    """
+    from audits import context as caller_context, store
+
+    progress = progress or Progress()
+    catalog = caller_context.load_catalog(db)
+    tasks, failures = [], {}
+    for index, path in enumerate(files):
+        try:
+            resolved = caller_context.resolve(path, context_file, db)
+        except Exception as error:  # a bad sidecar or database lookup fails this file only
+            failures[index] = _report_failure(progress, path, one_line_error(path, error))
+            continue
+        tasks.append(Task(index, Path(path), resolved.context, resolved.call_sid))
+    if jobs <= 1 or len(tasks) <= 1:
+        from audits.transcribe import shared_engine
+
+        transcriber = transcriber or shared_engine(engine, model)
+        outcomes = (_audit_task(task, transcriber, catalog, progress) for task in tasks)
+    else:
+        outcomes = _in_workers(tasks, jobs, engine, model, catalog)
+    call_sids = {task.index: task.call_sid for task in tasks}
+    results = {}
+    for outcome in outcomes:
+        if outcome.error is None:
+            try:
+                store.save(db, outcome.result, sha256=outcome.sha256, call_sid=call_sids[outcome.index])
+            except Exception as error:  # e.g. the database is locked: this file is not stored
+                outcome.error = one_line_error(outcome.path, error)
+        if outcome.error is None:
+            results[outcome.index] = outcome.result
+        else:
+            failures[outcome.index] = _report_failure(progress, outcome.path, outcome.error)
+        progress.update(1)
+    return [results[i] for i in sorted(results)], [failures[i] for i in sorted(failures)]
+
+
+def _report_failure(progress: Progress, path: Path, error: str) -> tuple[str, str]:
+    progress.write(f"Error: {error}", file=sys.stderr)
+    return str(path), error
+
+
+def _audit_task(task: Task, transcriber, catalog: list, progress: Progress | None = None) -> Outcome:
+    """Audit one recording (in this process or a worker); never raises."""
+    from audits import pipeline, store
+
+    name = task.path.name[-32:]
+    on_segment = None
+    if progress is not None:
+        progress.set_postfix_str(name)
+        on_segment = lambda done, total: progress.set_postfix_str(f"{name} speech {done}/{total}")  # noqa: E731
+    try:
+        result = pipeline.audit_file(task.path, task.context, transcriber, catalog, on_segment=on_segment)
+        return Outcome(task.index, task.path, result=result, sha256=store.file_sha256(task.path))
+    except Exception as error:  # one bad file must not sink the batch; the error names it
+        return Outcome(task.index, task.path, error=one_line_error(task.path, error))
+
+
+# ---------------------------------------------------------------- worker processes
+
+def _in_workers(tasks: list[Task], jobs: int, engine: str, model: str, catalog: list):
+    """Outcomes as workers finish them. Tasks lost to a dead worker run again, each in a pool of its own,
+    so only the recording that kills its worker fails."""
+    from audits.transcribe import prepare_model
+
+    prepare_model(engine, model)  # convert the checkpoint once, here, not in every worker
+    plain_catalog = [(entry.text, tuple(entry.products)) for entry in catalog]
+    initargs = (engine, model, threads_per_worker(jobs), plain_catalog)
+    lost = yield from _run_pool(tasks, jobs, initargs)
+    for task in lost:
+        again = yield from _run_pool([task], 1, initargs)
+        for dead in again:
+            yield Outcome(dead.index, dead.path, error=f"{dead.path}: the audit worker process died while "
+                                                       "auditing this recording")
+
+
+def _run_pool(tasks: list[Task], jobs: int, initargs: tuple):
+    """Run tasks in a fresh pool; yields Outcomes, returns the tasks whose worker died."""
+    import multiprocessing
+
+    lost = []
+    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_start_worker, initargs=initargs) as pool:
+        futures = {pool.submit(_audit_in_worker, task): task for task in tasks}
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except BrokenProcessPool:
+                lost.append(futures[future])
+    return sorted(lost, key=lambda task: task.index)
+
+
+def _start_worker(engine: str, model: str, threads: int, plain_catalog: list) -> None:
+    """Worker initializer: thread limits before any numeric library loads, then the model, once.
+    A model that fails to load is reported for each recording (an initializer that raises would
+    only say that the pool broke)."""
+    global _worker_transcriber, _worker_catalog, _worker_error
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = str(threads)
+    from audits.classify import CatalogMessage
+    from audits.transcribe import load_engine
+
+    _worker_catalog = [CatalogMessage(text, products) for text, products in plain_catalog]
+    try:
+        _worker_transcriber = load_engine(engine, model, threads=threads)
+    except Exception as error:
+        _worker_error = " ".join(str(error).split()) or type(error).__name__
+
+
+def _audit_in_worker(task: Task) -> Outcome:
+    if _worker_error is not None:
+        return Outcome(task.index, task.path, error=f"{task.path}: the speech engine did not load: {_worker_error}")
+    return _audit_task(task, _worker_transcriber, _worker_catalog)
