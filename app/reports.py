@@ -259,7 +259,8 @@ def audits_page():
 # ---- /audits/<id> -----------------------------------------------------------------------------
 
 def _audit_row(db, audit_id: int) -> dict:
-    rows = list(db.query("select id, recording, audited_at, call_sid, sha256 from audits where id = ?",
+    rows = list(db.query("select id, recording, coalesce(path, recording) as path, audited_at, call_sid, sha256 "
+                         "from audits where id = ?",
                          [audit_id]))
     if not rows:
         abort(404, f"There is no audit {audit_id}.")
@@ -299,7 +300,7 @@ def audit_page(audit_id: int):
     return render_template(
         "pages/audit.html", audit=audit, result=result,
         timeline=Markup(timeline_svg(result)),  # timeline_svg escapes every text it draws
-        has_audio=recording_file(audit["recording"]) is not None,
+        has_audio=recording_file(audit["path"]) is not None,
         transcript=transcript_lines(result), plays=call_plays(db, audit["call_sid"]))
 
 
@@ -311,7 +312,7 @@ def audit_audio(audit_id: int):
     audits table, never from the request.
     """
     audit = _audit_row(get_db(), audit_id)
-    path = recording_file(audit["recording"])
+    path = recording_file(audit["path"])  # absolute: the server may run from another folder
     if path is None:
         abort(404, f"The recording of audit {audit_id} is no longer on disk.")
     return send_file(path.resolve(), conditional=True, max_age=0)

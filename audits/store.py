@@ -1,6 +1,7 @@
 """Audits in SQLite, in the same database as the webhook, readable in Datasette.
 
-audits           one row per audited recording (re-auditing a file replaces its rows)
+audits           one row per audited recording: `recording` as it was given, `path` the
+                 absolute file (re-auditing a file, however it is named, replaces its rows)
 audit_segments   speech / music / silence spans
 audit_messages   distinct messages with category, products and transcript (full-text indexed)
 audit_plays      every play of every message
@@ -17,7 +18,7 @@ from audits.data import AuditResult, Context, Finding, Message, Segment
 
 TABLES = {
     "audits": (
-        {"id": int, "recording": str, "sha256": str, "audited_at": str, "duration_s": float,
+        {"id": int, "recording": str, "path": str, "sha256": str, "audited_at": str, "duration_s": float,
          "speech_s": float, "music_s": float, "silence_s": float, "promo_s": float,
          "promo_share": float, "findings": int, "call_sid": str, "context": str, "report": str},
         {"pk": "id"},
@@ -49,7 +50,9 @@ def create_tables(db) -> None:
     for name, (columns, options) in TABLES.items():
         if not db[name].exists():
             db[name].create(columns, **options)
-    db["audits"].create_index(["recording"], if_not_exists=True)
+    if "path" not in db["audits"].columns_dict:  # databases made before the column existed
+        db["audits"].add_column("path", str)
+    db["audits"].create_index(["path"], if_not_exists=True)
     for child in CHILD_TABLES:
         db[child].create_index(["audit_id"], if_not_exists=True)
     if not db["audit_messages_fts"].exists():
@@ -71,10 +74,11 @@ def save(db, result: AuditResult, *, sha256: str = "", call_sid: str | None = No
     report = result.to_json()
     summary = report["summary"]
     with db.atomic():  # one transaction: all rows or none
-        for old in db.query("select id from audits where recording = ?", [result.recording]):
+        path = str(Path(result.recording).resolve())
+        for old in db.query("select id from audits where path = ?", [path]):
             _delete_audit(db, old["id"])
         audit_id = db["audits"].insert({
-            "recording": result.recording, "sha256": sha256, "audited_at": audited_at,
+            "recording": result.recording, "path": path, "sha256": sha256, "audited_at": audited_at,
             "duration_s": result.duration_s,
             **{key: summary.get(key, 0) for key in
                ("speech_s", "music_s", "silence_s", "promo_s", "promo_share")},
