@@ -128,6 +128,8 @@ def put_products(customer_id):
     body = _body(("products",))
     if "products" not in body:
         raise ApiError(400, "field 'products': missing")
+    if not isinstance(body["products"], list):  # the ';'-separated string form is for CSV files only
+        raise ApiError(400, f"field 'products': expected a list of product names, got {body['products']!r}")
     customer = _parse_customer(customer_id, body)
     db = get_db()
     with db.atomic():

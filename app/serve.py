@@ -13,7 +13,9 @@ def serve_command(host, port):
 
     Configuration comes from the environment: HOLDGUARD_DB, TWILIO_AUTH_TOKEN,
     PUBLIC_BASE_URL (the https URL Twilio calls; signatures are checked
-    against it), HOLDGUARD_QUEUE, HOLDGUARD_DEFAULT_REGION, HOLDGUARD_API_TOKEN.
+    against it), HOLDGUARD_QUEUE, HOLDGUARD_DEFAULT_REGION, HOLDGUARD_API_TOKEN,
+    HOLDGUARD_PAGES_TOKEN (unset: pages answer localhost only),
+    HOLDGUARD_DATA_DIR. See the README's configuration table.
     """
     from app import create_app
 

@@ -137,6 +137,15 @@ def test_put_products_replaces_the_list(client, demo_db):
     assert snapshot(demo_db)[0][2]["products"] == '["Galaxy S7", "Fiber 1G"]'
 
 
+
+def test_put_products_refuses_a_string(client, demo_db):
+    before = snapshot(demo_db)
+    response = client.put("/api/customers/C-1003/products", headers=AUTH, json={"products": "Galaxy S7"})
+    assert response.status_code == 400
+    assert response.get_json()["error"] == ("field 'products': expected a list of product names, "
+                                            "got 'Galaxy S7'")
+    assert snapshot(demo_db) == before
+
 def test_put_customer_creates_then_updates(client, demo_db):
     created = client.put("/api/customers/C-2000", headers=AUTH, json={
         "phone": "(555) 555-0150", "name": "Ria", "products": ["Fiber 1G"], "marketing_opt_out": "yes"})
