@@ -265,10 +265,10 @@ def save_customer(db, customer: Customer, now: str) -> str:
         "marketing_opt_out": old["marketing_opt_out"] if customer.marketing_opt_out is None
         else int(customer.marketing_opt_out),
     }
-    # updated_at moves only on a real change: it is the opt-out's suppress_from.
     customer_changed = existing is None or any(existing[key] != value for key, value in row.items())
     if customer_changed:
-        db["customers"].upsert({**row, "updated_at": now}, pk="customer_id")
+        db["customers"].upsert({**row, "opted_out_at": _opted_out_at(old, row, now), "updated_at": now},
+                               pk="customer_id")
     issues_changed = False
     if customer.open_issues is not None:
         for issue in customer.open_issues:
@@ -278,6 +278,13 @@ def save_customer(db, customer: Customer, now: str) -> str:
     if existing is None:
         return "created"
     return "updated" if customer_changed or issues_changed else "unchanged"
+
+
+def _opted_out_at(old: dict, row: dict, now: str) -> str | None:
+    """When the customer opted out: kept while they stay out (it is the suppression's start)."""
+    if not row["marketing_opt_out"]:
+        return None
+    return old.get("opted_out_at") if old["marketing_opt_out"] and old.get("opted_out_at") else now
 
 
 def save_issue(db, customer_id: str, issue: Issue, now: str) -> str:

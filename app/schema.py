@@ -11,7 +11,7 @@ plays       the decision log: every answer to /twilio/wait with its reason
 TABLES = {
     "customers": (
         {"customer_id": str, "phone_e164": str, "name": str, "products": str,
-         "marketing_opt_out": int, "updated_at": str},
+         "marketing_opt_out": int, "opted_out_at": str, "updated_at": str},
         {"pk": "customer_id"},
     ),
     "issues": (
@@ -60,5 +60,7 @@ def create_tables(db) -> None:
     for name, (columns, options) in TABLES.items():
         if not db[name].exists():
             db[name].create(columns, **options)
+    if "opted_out_at" not in db["customers"].columns_dict:  # databases made before the column
+        db["customers"].add_column("opted_out_at", str)
     for table, columns in INDEXES:
         db[table].create_index(columns, if_not_exists=True)

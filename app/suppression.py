@@ -6,7 +6,7 @@ header row, one row per (customer, reason):
 
     open_issue         each open issue at/above --min-severity; case_id, severity,
                        suppress_from = opened_at
-    marketing_opt_out  the customer opted out; suppress_from = the customer's updated_at
+    marketing_opt_out  the customer opted out; suppress_from = when they opted out
 """
 import csv
 import io
@@ -40,7 +40,7 @@ def suppression_rows(db, now: datetime | str, min_severity: str = "low") -> list
           from issues i join customers c on c.customer_id = i.customer_id
          where i.closed_at is null and i.severity in ({placeholders})
         union all
-        select customer_id, phone_e164, '{MARKETING_OPT_OUT}', '', '', updated_at
+        select customer_id, phone_e164, '{MARKETING_OPT_OUT}', '', '', coalesce(opted_out_at, updated_at)
           from customers
          where marketing_opt_out = 1
         order by 1, 3, 4
@@ -113,7 +113,7 @@ def export_command(out_path, min_severity, db_path):
       customer_id,phone_e164,reason_code,case_id,severity,suppress_from,generated_at
     One row per reason:
       open_issue         case_id, severity, suppress_from = when it was opened
-      marketing_opt_out  empty case_id/severity, suppress_from = customer's last update
+      marketing_opt_out  empty case_id/severity, suppress_from = when they opted out
     generated_at is the same for every row. Closed issues do not suppress.
 
     \b

@@ -121,3 +121,20 @@ def test_cli_export_to_a_missing_directory_is_a_one_line_error(runner, db, tmp_p
 def test_cli_export_without_database_fails_clearly(runner, tmp_path):
     result = runner.invoke(main, ["suppression", "export", "--db", str(tmp_path / "none.db")])
     assert result.exit_code == 1 and "holdguard db init" in result.stderr
+
+
+def test_opt_out_suppresses_from_when_the_customer_opted_out_not_their_last_change(db, tmp_path):
+    def opt_out_from():
+        (row,) = [r for r in suppression_rows(db, NOW) if r["reason_code"] == "marketing_opt_out"]
+        return row["suppress_from"]
+
+    assert opt_out_from() == "2026-11-23T00:00:00Z"
+    later = tmp_path / "later.json"
+    later.write_text(json.dumps([{"customer_id": "C-2", "products": ["Galaxy S7"]}]))
+    import_customers(db, later, "US", now="2026-11-24T09:00:00Z")  # a product change, still opted out
+    assert opt_out_from() == "2026-11-23T00:00:00Z"
+    later.write_text(json.dumps([{"customer_id": "C-2", "marketing_opt_out": False}]))
+    import_customers(db, later, "US", now="2026-11-24T10:00:00Z")
+    later.write_text(json.dumps([{"customer_id": "C-2", "marketing_opt_out": True}]))
+    import_customers(db, later, "US", now="2026-11-24T11:00:00Z")  # opted out again: a new start
+    assert opt_out_from() == "2026-11-24T11:00:00Z"
