@@ -29,6 +29,7 @@ from pathlib import Path
 import click
 
 from app.db import db_option
+from audits.transcribe import DEFAULT_ENGINE, DEFAULT_MODEL, ENGINES
 
 log = logging.getLogger(__name__)
 
@@ -369,9 +370,9 @@ def recordings_group():
 @click.option("--data-dir", envvar="HOLDGUARD_DATA_DIR", default="./holdguard-data", show_default=True,
               help="Where recordings are stored, under recordings/ (env HOLDGUARD_DATA_DIR).")
 @click.option("--audit/--no-audit", default=True, show_default=True, help="Audit each new recording.")
-@click.option("--engine", default="openai-whisper", show_default=True,
-              type=click.Choice(["openai-whisper", "faster-whisper"]), help="Speech engine for the audits.")
-@click.option("--model", default="tiny.en", show_default=True, help="Whisper model name or path.")
+@click.option("--engine", default=DEFAULT_ENGINE, show_default=True, type=click.Choice(ENGINES),
+              help="Speech engine for the audits.")
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Whisper model name or path.")
 def fetch_command(since, call_sid, db_path, data_dir, audit, engine, model):
     """Download new call recordings from Twilio, link each to its call and audit it.
 
