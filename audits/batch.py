@@ -117,9 +117,7 @@ def audit_batch(files: list[Path], db, *, engine: str, model: str, context_file:
             continue
         tasks.append(Task(index, Path(path), resolved.context, resolved.call_sid))
     if jobs <= 1 or len(tasks) <= 1:
-        from audits.transcribe import shared_engine
-
-        transcriber = transcriber or shared_engine(engine, model)
+        transcriber = transcriber or LoadingEngine(engine, model)
         outcomes = (_audit_task(task, transcriber, catalog, progress) for task in tasks)
     else:
         outcomes = _in_workers(tasks, jobs, engine, model, catalog)
@@ -137,6 +135,30 @@ def audit_batch(files: list[Path], db, *, engine: str, model: str, context_file:
             failures[outcome.index] = _report_failure(progress, outcome.path, outcome.error)
         progress.update(1)
     return [results[i] for i in sorted(results)], [failures[i] for i in sorted(failures)]
+
+
+class LoadingEngine:
+    """A speech engine loading in a background thread while the first recording is decoded and
+    segmented (one core reads audio, the other loads the model); `transcribe` waits for it once.
+    A model that fails to load fails each recording with its one-line error."""
+
+    def __init__(self, engine: str, model: str):
+        import threading
+        from concurrent.futures import Future
+
+        self._loaded: Future = Future()
+        threading.Thread(target=self._load, args=(engine, model), name="load-engine", daemon=True).start()
+
+    def _load(self, engine: str, model: str) -> None:
+        from audits.transcribe import shared_engine
+
+        try:
+            self._loaded.set_result(shared_engine(engine, model))
+        except BaseException as error:  # handed to whoever transcribes first
+            self._loaded.set_exception(error)
+
+    def transcribe(self, samples, start_s: float = 0.0):
+        return self._loaded.result().transcribe(samples, start_s=start_s)
 
 
 def _report_failure(progress: Progress, path: Path, error: str) -> tuple[str, str]:

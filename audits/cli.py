@@ -189,12 +189,11 @@ def audit_paths(paths, context_file, fmt, out, engine, model, jobs, db_path):
     if files:
         from audits.batch import audit_batch, default_jobs
 
-        jobs = min(jobs or default_jobs(len(files)), len(files))
-        transcriber = _load_engine(engine, model, in_process=jobs == 1)
+        _check_engine(engine, model)
         with tqdm(total=len(files), unit="file", file=sys.stderr, disable=not sys.stderr.isatty(),
                   desc="audit") as progress:
             results, failed = audit_batch(files, db, engine=engine, model=model, context_file=context_file,
-                                          jobs=jobs, progress=progress, transcriber=transcriber)
+                                          jobs=min(jobs or default_jobs(len(files)), len(files)), progress=progress)
         failures += failed
     batch = len(files) + len(missing) > 1
     for path in write_reports(results, failures, fmt, out, batch):
@@ -213,16 +212,14 @@ def _check_context_file(context_file: Path) -> None:
         raise click.ClickException(str(error)) from None
 
 
-def _load_engine(engine: str, model: str, in_process: bool):
-    """The engine for an in-process audit; for workers only a check (and the one-off conversion)."""
-    from audits.transcribe import prepare_model, shared_engine
+def _check_engine(engine: str, model: str) -> None:
+    """Fail now, in one line, on a model that cannot be found (the one-off conversion happens here too);
+    the model itself loads while the first recording is decoded (audits.batch.LoadingEngine)."""
+    from audits.transcribe import prepare_model
     from audits.weights import ModelError
 
     try:
-        if not in_process:
-            prepare_model(engine, model)
-            return None
-        return shared_engine(engine, model)  # once per process: in-process callers (tests) reuse it
+        prepare_model(engine, model)
     except ModelError as error:
         raise click.ClickException(str(error)) from None
 

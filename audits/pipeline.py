@@ -70,10 +70,10 @@ def transcribe_segments(audio: Audio, segments: list[Segment], transcriber,
     music and silence are never sent to the engine."""
     speech = [s for s in segments if s.kind == "speech"]
     transcripts = []
-    for done, _span in enumerate(speech, start=1):
-        transcripts.append(transcribe_play(audio, speech, done - 1, transcriber))
+    for index in range(len(speech)):
+        transcripts.append(transcribe_play(audio, speech, index, transcriber))
         if on_segment:
-            on_segment(done, len(speech))
+            on_segment(index + 1, len(speech))
     return transcripts
 
 

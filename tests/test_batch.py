@@ -1,0 +1,80 @@
+"""`holdguard audit --jobs N`: recordings audited in worker processes, stored by the parent, bad files skipped.
+
+Real generated holds, the real faster-whisper engine in real spawned workers, a real SQLite database.
+"""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from app.cli import main
+from app.db import connect
+from audits import batch, store
+from tests.audio_fixtures import make_hold
+
+pytestmark = pytest.mark.slow
+
+OWNER = {"open_issues": [{"id": "CASE-7", "severity": "medium", "summary": "Bill too high"}],
+         "owned_products": ["Galaxy S7"]}
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory):
+    """Two short holds (one with a caller context beside it) and a file that is not audio."""
+    folder = tmp_path_factory.mktemp("batch")
+    promo = make_hold(folder, ["music 3", "say galaxy-upgrade", "music 3", "say galaxy-upgrade", "music 2"],
+                      name="promo", context=OWNER, seed=31)
+    thanks = make_hold(folder, ["music 2", "say thanks-patience", "music 3"], name="thanks", seed=32)
+    not_audio = folder / "notes.wav"
+    not_audio.write_text("minutes of the hold-music meeting, not audio\n")
+    return [promo.path, not_audio, thanks.path]
+
+
+def audit(db_path, files, *options):
+    return CliRunner().invoke(main, ["audit", *map(str, files), "--format", "json", "--db", str(db_path), *options],
+                              prog_name="holdguard")
+
+
+@pytest.fixture(scope="module")
+def runs(recordings, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("dbs")
+    return {jobs: (audit(folder / f"jobs{jobs}.db", recordings, "--jobs", str(jobs)), folder / f"jobs{jobs}.db")
+            for jobs in (1, 2)}
+
+
+def test_workers_give_the_same_reports_as_one_process(runs, recordings):
+    (in_process, _), (in_workers, _) = runs[1], runs[2]
+    assert in_process.exit_code == in_workers.exit_code == 1
+    one, two = json.loads(in_process.stdout), json.loads(in_workers.stdout)
+    assert [r["recording"] for r in two] == [str(recordings[0]), str(recordings[2])]  # the order given
+    assert two == one
+    promo = two[0]
+    assert [(m["category"], m["plays"]) for m in promo["messages"]] == [("promo", 2)]
+    assert {f["rule"] for f in promo["findings"]} == {"promo_during_open_issue", "promo_for_owned_product",
+                                                    "promo_share_high"}
+    assert [(m["category"], m["plays"]) for m in two[1]["messages"]] == [("reassurance", 1)]
+
+
+def test_the_bad_file_is_reported_and_the_rest_stored(runs, recordings):
+    result, db_path = runs[2]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"Error: {recordings[1]}: not an audio file")
+    assert "1 of 3 recordings could not be audited" in result.stderr
+    db = connect(db_path)
+    rows = list(db.query("select id, recording, sha256 from audits order by recording"))
+    assert [row["recording"] for row in rows] == sorted([str(recordings[0]), str(recordings[2])])
+    reports = {r["recording"]: r for r in json.loads(result.stdout)}
+    for row in rows:
+        assert store.load(db, row["id"]).to_json() == reports[row["recording"]]
+        assert row["sha256"] == store.file_sha256(row["recording"])
+
+
+def test_jobs_default_and_thread_share(monkeypatch):
+    monkeypatch.setattr(batch, "cpu_count", lambda: 4)
+    assert [batch.default_jobs(n) for n in (1, 3, 9)] == [1, 3, 4]
+    assert [batch.threads_per_worker(jobs) for jobs in (1, 2, 3, 4, 8)] == [4, 2, 1, 1, 1]
+
+
+def test_jobs_must_be_positive(recordings, tmp_path):
+    result = audit(tmp_path / "x.db", recordings[:1], "--jobs", "0")
+    assert result.exit_code == 2 and "--jobs" in result.output
