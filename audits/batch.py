@@ -116,7 +116,9 @@ def audit_batch(files: list[Path], db, *, engine: str, model: str, context_file:
             failures[index] = _report_failure(progress, path, one_line_error(path, error))
             continue
         tasks.append(Task(index, Path(path), resolved.context, resolved.call_sid))
-    if jobs <= 1 or len(tasks) <= 1:
+    if not tasks:
+        outcomes = iter(())
+    elif jobs <= 1 or len(tasks) == 1:
         transcriber = transcriber or LoadingEngine(engine, model)
         outcomes = (_audit_task(task, transcriber, catalog, progress) for task in tasks)
     else:

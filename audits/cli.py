@@ -18,6 +18,8 @@ from pathlib import Path
 
 import click
 
+from app.db import db_option
+
 # audits.transcribe.ENGINES, spelled out so `--help` does not import the speech stack (a test checks they agree)
 ENGINES = ("openai-whisper", "faster-whisper")
 DEFAULT_ENGINE = "faster-whisper"  # audits.transcribe.DEFAULT_ENGINE (tested to agree)
@@ -137,10 +139,6 @@ def open_database(db_path: str):
     db = connect(db_path)
     init_schema(db)
     return db
-
-
-db_option = click.option("--db", "db_path", envvar="HOLDGUARD_DB", default="./holdguard.db", show_default=True,
-                         metavar="FILE", help="SQLite database the audits are stored in (env HOLDGUARD_DB).")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

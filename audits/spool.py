@@ -82,8 +82,8 @@ def _write_blocks(path: str | Path, file) -> tuple[np.ndarray, int]:
     """Append every decoded block to `file`; frame levels over whole frames, carrying the rest over."""
     levels, carry, n_samples = [], np.zeros(0, dtype=np.float32), 0
     for block in iter_blocks(path):
-        block = np.asarray(block, dtype=np.float32)
-        file.write(block.tobytes())
+        block = np.ascontiguousarray(block, dtype=np.float32)
+        file.write(block)  # the array's own buffer, no copy
         n_samples += len(block)
         joined = np.concatenate([carry, block])
         whole_n = len(joined) // FRAME_N * FRAME_N

@@ -124,9 +124,10 @@ def test_folder_targets(tmp_path):
 
 
 def test_engine_choices_match_the_transcribe_stage():
-    from audits import transcribe
+    from audits import cli, transcribe
 
     assert ENGINES == transcribe.ENGINES
+    assert cli.DEFAULT_ENGINE == transcribe.DEFAULT_ENGINE
 
 
 @pytest.fixture(scope="module")
