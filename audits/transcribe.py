@@ -8,10 +8,9 @@ Both engines run the same Whisper weights (see audits/weights.py) with the same 
 same text: on the test audio their tokens and log-probabilities are identical. Output that looks like
 one of Whisper's known hallucinations is returned as "" (see `hallucination`).
 
-In worker processes: call `prepare_model(engine, model)` once in the parent (the one-off conversion),
-start workers with the "spawn" context (torch and CTranslate2 thread pools do not survive fork), and
-in each task call `shared_engine(engine, model, threads=1)`: the first call in a worker loads the
-model, later calls reuse it.
+Worker processes (audits.batch): the parent calls `prepare_model(engine, model)` once (the one-off
+conversion), workers start with the "spawn" context (torch and CTranslate2 thread pools do not
+survive fork) and each loads the engine once, with cores // workers threads.
 """
 from __future__ import annotations
 
