@@ -122,7 +122,7 @@ def audit_batch(files: list[Path], db, *, engine: str, model: str, context_file:
         transcriber = transcriber or LoadingEngine(engine, model)
         outcomes = (_audit_task(task, transcriber, catalog, progress) for task in tasks)
     else:
-        outcomes = _in_workers(tasks, jobs, engine, model, catalog)
+        outcomes = _in_workers(tasks, jobs, engine, model, catalog, progress)
     call_sids = {task.index: task.call_sid for task in tasks}
     results = {}
     for outcome in outcomes:
@@ -186,7 +186,7 @@ def _audit_task(task: Task, transcriber, catalog: list, progress: Progress | Non
 
 # ---------------------------------------------------------------- worker processes
 
-def _in_workers(tasks: list[Task], jobs: int, engine: str, model: str, catalog: list):
+def _in_workers(tasks: list[Task], jobs: int, engine: str, model: str, catalog: list, progress: Progress):
     """Outcomes as workers finish them. Tasks lost to a dead worker run again, each in a pool of its own,
     so only the recording that kills its worker fails."""
     from audits.transcribe import prepare_model
@@ -195,6 +195,9 @@ def _in_workers(tasks: list[Task], jobs: int, engine: str, model: str, catalog: 
     plain_catalog = [(entry.text, tuple(entry.products)) for entry in catalog]
     initargs = (engine, model, threads_per_worker(jobs), plain_catalog)
     lost = yield from _run_pool(tasks, jobs, initargs)
+    if lost:
+        progress.write(f"an audit worker process died: auditing {len(lost)} recording(s) again, one worker each",
+                       file=sys.stderr)
     for task in lost:
         again = yield from _run_pool([task], 1, initargs)
         for dead in again:

@@ -3,6 +3,11 @@
 Real generated holds, the real faster-whisper engine in real spawned workers, a real SQLite database.
 """
 import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -67,6 +72,46 @@ def test_the_bad_file_is_reported_and_the_rest_stored(runs, recordings):
     for row in rows:
         assert store.load(db, row["id"]).to_json() == reports[row["recording"]]
         assert row["sha256"] == store.file_sha256(row["recording"])
+
+
+def spawned_workers() -> list[int]:
+    """Process ids of this process's multiprocessing workers ("spawn" children running spawn_main)."""
+    pids = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            parent = next(line.split()[1] for line in status.read_text().splitlines() if line.startswith("PPid:"))
+            command = (status.parent / "cmdline").read_bytes()
+        except (OSError, StopIteration):
+            continue  # the process ended while we looked
+        if int(parent) == os.getpid() and b"spawn_main" in command:
+            pids.append(int(status.parent.name))
+    return pids
+
+
+def test_a_worker_that_dies_costs_no_recording_but_its_own(recordings, tmp_path):
+    killed = []
+
+    def kill_the_first_worker():
+        deadline = time.monotonic() + 60
+        while not killed and time.monotonic() < deadline:
+            for pid in spawned_workers():
+                time.sleep(1.0)  # loading its model or auditing: either way its recording is in flight
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_the_first_worker)
+    killer.start()
+    result = audit(tmp_path / "crash.db", recordings, "--jobs", "2")
+    killer.join()
+    assert killed, "no worker process was seen"
+    # the recordings the dead worker's pool still held were audited again, one worker each
+    assert "an audit worker process died: auditing" in result.stderr
+    assert [r["recording"] for r in json.loads(result.stdout)] == [str(recordings[0]), str(recordings[2])]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"Error: {recordings[1]}: not an audio file"), result.stderr
+    assert result.exit_code == 1
 
 
 def test_jobs_default_and_thread_share(monkeypatch):
