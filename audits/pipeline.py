@@ -57,11 +57,7 @@ def split(audio: Audio, levels_db) -> list[Segment]:
     the segmenter then reads the samples only where its VAD looks."""
     from audits import segment
 
-    if len(audio.samples) == 0:
-        return []
-    silent = levels_db < segment.silence_threshold_db(levels_db)
-    speech_prob = segment.speech_probabilities(audio.samples, active=~silent)
-    return segment.to_segments(segment.label_frames(speech_prob, silent), audio.duration_s)
+    return segment.split(audio, levels_db)
 
 
 def transcribe_segments(audio: Audio, segments: list[Segment], transcriber,

@@ -50,12 +50,17 @@ SILENCE, MUSIC, SPEECH = 0, 1, 2
 KIND_NAMES = {SILENCE: "silence", MUSIC: "music", SPEECH: "speech"}
 
 
-def split(audio: Audio) -> list[Segment]:
-    """Ordered, contiguous segments (speech | music | silence) covering the whole recording."""
+def split(audio: Audio, levels_db: np.ndarray | None = None) -> list[Segment]:
+    """Ordered, contiguous segments (speech | music | silence) covering the whole recording.
+
+    `levels_db` may be given when the frame levels were measured while decoding
+    (audits.spool): the samples are then read only where the VAD looks.
+    """
     samples = audio.samples
     if len(samples) == 0:
         return []
-    levels_db = frame_levels_db(samples)
+    if levels_db is None:
+        levels_db = frame_levels_db(samples)
     silent = levels_db < silence_threshold_db(levels_db)
     speech_prob = speech_probabilities(samples, active=~silent)
     labels = label_frames(speech_prob, silent)
