@@ -10,8 +10,6 @@ header row, one row per (customer, reason):
 """
 import csv
 import io
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import click
 
 from app.customers import SEVERITIES, format_timestamp, open_existing_db
 from app.db import db_option
+from app.files import write_text_atomically
 
 HEADER = ("customer_id", "phone_e164", "reason_code", "case_id", "severity", "suppress_from", "generated_at")
 OPEN_ISSUE = "open_issue"
@@ -65,29 +64,8 @@ def suppression_csv(rows: list[dict]) -> str:
 
 
 def write_csv_atomically(rows: list[dict], path: Path) -> None:
-    """Write beside `path`, then rename over it: readers see the old file or the whole new one."""
-    path = Path(path)
-    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="", dir=path.parent,
-                                         prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            write_csv(rows, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(handle.name, _file_mode(path))
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-
-
-def _file_mode(path: Path) -> int:
-    """Keep an existing file's mode; otherwise what a plain open() would give (temp files are 0600)."""
-    if path.exists():
-        return path.stat().st_mode & 0o777
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+    """Write the CSV to `path` atomically: readers see the old file or the whole new one."""
+    write_text_atomically(path, suppression_csv(rows))
 
 
 def _count(rows: list[dict], reason_code: str) -> int:

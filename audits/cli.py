@@ -124,12 +124,11 @@ def write_reports(results: list, failures: list, fmt: str, out: Path | None, bat
 
 
 def _write_atomically(path: Path, text: str) -> Path:
-    """Write via a temporary file and rename: a reader never sees half a report."""
+    """A report file, written atomically (a reader never sees half a report), its folder made."""
+    from app.files import write_text_atomically
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)
-    return path
+    return write_text_atomically(path, text)
 
 
 def open_database(db_path: str):
