@@ -162,6 +162,9 @@ class LoadingEngine:
     def transcribe(self, samples, start_s: float = 0.0):
         return self._loaded.result().transcribe(samples, start_s=start_s)
 
+    def transcribe_many(self, clips, starts_s=None):
+        return self._loaded.result().transcribe_many(clips, starts_s)
+
 
 def _report_failure(progress: Progress, path: Path, error: str) -> tuple[str, str]:
     progress.write(f"Error: {error}", file=sys.stderr)

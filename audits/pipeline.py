@@ -65,12 +65,7 @@ def transcribe_segments(audio: Audio, segments: list[Segment], transcriber,
     """One Transcript per speech segment, in order, the engine run on every one of them;
     music and silence are never sent to the engine."""
     speech = [s for s in segments if s.kind == "speech"]
-    transcripts = []
-    for index in range(len(speech)):
-        transcripts.append(transcribe_play(audio, speech, index, transcriber))
-        if on_segment:
-            on_segment(index + 1, len(speech))
-    return transcripts
+    return transcribe_plays(audio, speech, range(len(speech)), transcriber, on_segment)
 
 
 def transcribe_distinct(audio: Audio, segments: list[Segment], transcriber,
@@ -88,21 +83,31 @@ def transcribe_distinct(audio: Audio, segments: list[Segment], transcriber,
     members: dict[int, list[int]] = {}
     for index, label in enumerate(labels):
         members.setdefault(label, []).append(index)
-    heard = {}
-    for done, (label, indices) in enumerate(members.items(), start=1):
-        heard[label] = transcribe_play(audio, speech, max(indices, key=lambda i: speech[i].duration_s), transcriber)
-        if on_segment:
-            on_segment(done, len(members))
+    representatives = [max(indices, key=lambda i: speech[i].duration_s) for indices in members.values()]
+    heard = dict(zip(members, transcribe_plays(audio, speech, representatives, transcriber, on_segment)))
     return [replace(heard[label], start_s=span.start_s, end_s=span.end_s)
             for span, label in zip(speech, labels)], labels
 
 
-def transcribe_play(audio: Audio, speech: list[Segment], index: int, transcriber) -> Transcript:
-    """The engine's Transcript of speech segment `index` (padded clip), timed as the segment itself."""
-    span = speech[index]
-    start_s, end_s = clip_bounds_s(speech, index, audio.duration_s)
-    heard = transcriber.transcribe(audio.samples[_sample(start_s):_sample(end_s)], start_s=start_s)
-    return replace(heard, start_s=span.start_s, end_s=span.end_s)  # a play is its segment
+def transcribe_plays(audio: Audio, speech: list[Segment], indices: Iterable[int], transcriber,
+                     on_segment: Callable[[int, int], None] | None = None) -> list[Transcript]:
+    """The engine's Transcripts of the speech segments at `indices` (padded clips), each timed as its
+    segment. Clips go to the engine's `transcribe_many` BATCH_CLIPS at a time (engines that batch
+    decode them together); `on_segment(done, total)` after each batch."""
+    from audits.transcribe import BATCH_CLIPS
+
+    indices = list(indices)
+    transcripts: list[Transcript] = []
+    for first in range(0, len(indices), BATCH_CLIPS):
+        batch = indices[first: first + BATCH_CLIPS]
+        bounds = [clip_bounds_s(speech, i, audio.duration_s) for i in batch]
+        heard = transcriber.transcribe_many([audio.samples[_sample(start_s):_sample(end_s)] for start_s, end_s in bounds],
+                                            [start_s for start_s, _ in bounds])
+        transcripts += [replace(text, start_s=speech[i].start_s, end_s=speech[i].end_s)  # a play is its segment
+                        for i, text in zip(batch, heard)]
+        if on_segment:
+            on_segment(len(transcripts), len(indices))
+    return transcripts
 
 
 def _sample(at_s: float) -> int:

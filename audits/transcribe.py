@@ -48,6 +48,10 @@ MAX_TOKENS_PER_S = 10
 MIN_TOKENS = 20
 WINDOW_S = 30.0  # Whisper decodes 30 s windows; the cap applies per window
 MAX_TOKENS = 224  # openai-whisper's own per-window limit (n_text_ctx // 2)
+# Clips decoded together by engines that batch (faster-whisper): the encoder costs the same per clip
+# either way, the beam search far less together. Each clip in a batch adds ~55 MB to the peak memory
+# (the encoder's attention over a 30 s window), so batches stay small.
+BATCH_CLIPS = 4
 
 
 def token_limit(duration_s: float) -> int:
@@ -164,8 +168,9 @@ class Transcriber:
         return combine(decoded, start_s, end_s)
 
     def transcribe_many(self, clips: list[np.ndarray], starts_s: list[float] | None = None) -> list[Transcript]:
-        """`transcribe` for each clip, in order; `starts_s` defaults to 0.0 for every clip."""
-        starts_s = [0.0] * len(clips) if starts_s is None else starts_s
+        """`transcribe` for each clip, in order; `starts_s` defaults to 0.0 for every clip.
+        Engines that can decode several clips at once (faster-whisper) do so here."""
+        starts_s = [0.0] * len(clips) if starts_s is None else list(starts_s)
         if len(starts_s) != len(clips):
             raise ValueError(f"{len(clips)} clips but {len(starts_s)} start times")
         return [self.transcribe(clip, start_s) for clip, start_s in zip(clips, starts_s)]
@@ -217,7 +222,7 @@ class FasterWhisper(Transcriber):
         model_dir = ct2_model_dir(model)  # sets HF_HUB_OFFLINE before faster_whisper is imported
         from faster_whisper import WhisperModel
 
-        self.compute_type = compute_type
+        self.compute_type, self._pipeline = compute_type, None
         try:
             self.whisper_model = WhisperModel(str(model_dir), device="cpu", compute_type=compute_type,
                                               cpu_threads=threads or os.cpu_count() or 1, local_files_only=True)
@@ -228,9 +233,53 @@ class FasterWhisper(Transcriber):
         segments, _info = self.whisper_model.transcribe(
             samples, language="en", temperature=TEMPERATURE, beam_size=self.beam_size, max_new_tokens=max_tokens,
             condition_on_previous_text=False, no_speech_threshold=None, vad_filter=False)
-        return [Decoded(segment.text, segment.avg_logprob, segment.no_speech_prob,
-                        segment.compression_ratio, len(segment.tokens))
-                for segment in segments]
+        return [_decoded(segment) for segment in segments]
+
+    def transcribe_many(self, clips: list[np.ndarray], starts_s: list[float] | None = None) -> list[Transcript]:
+        """Clips of one window or less are decoded BATCH_CLIPS at a time: each is still its own
+        30 s window (its own no-speech and log-probability scores, as alone), but the beam search
+        runs for all of them together, which costs far less than one after another on a CPU."""
+        starts_s = [0.0] * len(clips) if starts_s is None else list(starts_s)
+        if len(starts_s) != len(clips):
+            raise ValueError(f"{len(clips)} clips but {len(starts_s)} start times")
+        clips = [np.ascontiguousarray(clip, dtype=np.float32) for clip in clips]
+        heard: list[Transcript | None] = [None] * len(clips)
+        short = [i for i, clip in enumerate(clips) if clip.ndim == 1 and 0 < len(clip) <= WINDOW_S * SAMPLE_RATE]
+        for first in range(0, len(short), BATCH_CLIPS):
+            batch = short[first: first + BATCH_CLIPS]
+            for i, decoded in zip(batch, self._decode_batch([clips[i] for i in batch])):
+                heard[i] = combine(decoded, starts_s[i], starts_s[i] + len(clips[i]) / SAMPLE_RATE)
+        return [transcript or self.transcribe(clip, start_s)  # empty, long or malformed: one at a time
+                for transcript, clip, start_s in zip(heard, clips, starts_s)]
+
+    def _decode_batch(self, clips: list[np.ndarray]) -> list[list[Decoded]]:
+        """Each clip's segments, decoded together (faster-whisper's batched pipeline, one clip per window)."""
+        bounds_n = np.cumsum([0] + [len(clip) for clip in clips])
+        offsets_s = bounds_n[:-1] / SAMPLE_RATE
+        segments, _info = self._batched().transcribe(
+            np.concatenate(clips), language="en", temperature=TEMPERATURE, beam_size=self.beam_size,
+            max_new_tokens=max(token_limit(len(clip) / SAMPLE_RATE) for clip in clips),
+            without_timestamps=False, batch_size=len(clips),
+            # in seconds, which it turns back into samples with int(): half a sample on, so exactly
+            clip_timestamps=[{"start": (start_n + 0.5) / SAMPLE_RATE, "end": (end_n + 0.5) / SAMPLE_RATE}
+                             for start_n, end_n in zip(bounds_n[:-1], bounds_n[1:])])
+        decoded: list[list[Decoded]] = [[] for _ in clips]
+        for segment in segments:  # `seek` is the frame (10 ms) its clip starts at
+            decoded[int(np.argmin(np.abs(offsets_s - segment.seek / 100)))].append(_decoded(segment))
+        return decoded
+
+    def _batched(self):
+        from faster_whisper import BatchedInferencePipeline
+
+        if self._pipeline is None:
+            self._pipeline = BatchedInferencePipeline(self.whisper_model)
+        return self._pipeline
+
+
+def _decoded(segment) -> Decoded:
+    """A faster-whisper Segment as a Decoded."""
+    return Decoded(segment.text, segment.avg_logprob, segment.no_speech_prob, segment.compression_ratio,
+                   len(segment.tokens))
 
 
 def load_engine(engine: str = DEFAULT_ENGINE, model: str = DEFAULT_MODEL, *, beam_size: int = DEFAULT_BEAM_SIZE,

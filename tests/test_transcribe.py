@@ -78,6 +78,25 @@ def test_transcribe_many_keeps_order_and_start_times(sentence_samples):
     assert transcripts[0].text == "" and "galaxy" in normalise(transcripts[1].text)
 
 
+def test_batched_clips_hear_what_each_clip_hears_alone(sentence_samples):
+    """faster-whisper decodes short clips together: same text and scores as one by one. A clip over
+    one 30 s window and an empty one are decoded alone, in their place."""
+    engine = shared_engine("faster-whisper")
+    quiet = np.zeros(SAMPLE_RATE // 2, np.float32)
+    long_clip = np.concatenate([sentence_samples, np.zeros(31 * SAMPLE_RATE, np.float32), sentence_samples])
+    clips = [sentence_samples, np.zeros(0, np.float32), NON_SPEECH["music"](), long_clip,
+             np.concatenate([quiet, sentence_samples[::-1].copy()])]  # reversed speech: a different clip
+    starts_s = [3.0, 9.0, 20.0, 40.0, 90.0]
+    together = engine.transcribe_many(clips, starts_s)
+    alone = [engine.transcribe(clip, start_s) for clip, start_s in zip(clips, starts_s)]
+    for batched, single in zip(together, alone):
+        assert (batched.start_s, batched.end_s, batched.text) == (single.start_s, single.end_s, single.text)
+        assert batched.avg_logprob == pytest.approx(single.avg_logprob, abs=1e-3)
+        assert batched.no_speech_prob == pytest.approx(single.no_speech_prob, abs=1e-3)
+    assert "galaxy s7" in normalise(together[0].text) and together[1].text == together[2].text == ""
+    assert normalise(together[3].text).count("galaxy") == 2  # both windows of the long clip
+
+
 def test_empty_segment_gives_no_text():
     transcript = shared_engine("faster-whisper").transcribe(np.zeros(0, np.float32), start_s=3.0)
     assert (transcript.text, transcript.start_s, transcript.end_s) == ("", 3.0, 3.0)
