@@ -3,6 +3,11 @@ heard, the queue's settings and catalog; and the play log every answer writes.
 
 Everything here is a few indexed queries (customers.phone_e164, issues.customer_id,
 plays.call_sid, plays.caller+at, primary keys), so a wait request stays fast.
+
+Simulated calls (`holdguard simulate`, the /flows form) are logged like real ones
+with calls.simulated = 1: a real call's history leaves their plays out; a
+simulated call's history keeps them, so consecutive simulations are consecutive
+calls on top of the caller's real history.
 """
 import contextlib
 import json
@@ -22,6 +27,7 @@ from app.flows import queue_from_row, segment_from_row
 from app.phones import to_e164
 from app.policy import (Caller, CallSoFar, Decision, Issue, Play, QueueSettings, Segment,
                         format_utc, parse_utc, promos_blocked)
+from app.schema import REAL_PLAY
 
 # Twilio waits ~15 s for a webhook; a locked database must turn into fallback music long before.
 WEBHOOK_BUSY_TIMEOUT_S = 0.5
@@ -271,12 +277,18 @@ def load_call(db, call_sid: str, memory: WebhookMemory | None = None) -> tuple[C
     return CallSoFar(plays, call_row["last_position_told"] if call_row else None), call_row
 
 
-def load_history(db, caller_key: str | None, call_sid: str, since: datetime) -> tuple[Play, ...]:
-    """Promos this caller heard in earlier calls since `since` (for promo_repeat_days)."""
+def load_history(db, caller_key: str | None, call_sid: str, since: datetime,
+                 simulated: bool = False) -> tuple[Play, ...]:
+    """Promos this caller heard in earlier calls since `since` (for promo_repeat_days).
+
+    A real call's history leaves simulated calls out (a primary-key lookup per
+    promo found); a simulated call's history is every earlier call.
+    """
     if not caller_key:
         return ()
+    real_only = "" if simulated else f"AND {REAL_PLAY} "
     return _plays(db.execute(f"SELECT {PLAY_COLUMNS} FROM plays WHERE caller = ? AND at >= ? AND call_sid != ? "
-                             f"AND kind = 'promo' ORDER BY at", [caller_key, format_utc(since), call_sid]))
+                             f"AND kind = 'promo' {real_only}ORDER BY at", [caller_key, format_utc(since), call_sid]))
 
 
 def load_queue(db, queue_name: str) -> QueueSettings:
@@ -305,12 +317,13 @@ def load_queue_catalog(db, queue_name: str, cache: dict | None = None) -> tuple[
 
 
 def load_inputs(db, call_sid: str, caller_key: str | None, queue_name: str, now: datetime,
-                memory: WebhookMemory | None = None) -> PolicyInputs:
+                memory: WebhookMemory | None = None, simulated: bool = False) -> PolicyInputs:
     """Everything decide() needs for one wait request. Raises NoHoldFlow for an unconfigured queue.
 
     With `memory` (the webhook's, see webhook_memory) the catalog is read at most
     once per CATALOG_CACHE_S and a call's plays incrementally; customers and
-    their issues are always read fresh.
+    their issues are always read fresh. `simulated`: this is a simulated call
+    (see load_history).
     """
     queue, segments = load_queue_catalog(db, queue_name, memory.catalog if memory else None)
     since = now - timedelta(days=queue.promo_repeat_days)
@@ -320,30 +333,34 @@ def load_inputs(db, call_sid: str, caller_key: str | None, queue_name: str, now:
         caller=caller,
         call=call,
         # Earlier calls matter only for promos: not read when no promo can play anyway.
-        history=() if promos_blocked(caller, call, queue) else load_history(db, caller_key, call_sid, since),
+        history=() if promos_blocked(caller, call, queue) else load_history(db, caller_key, call_sid, since,
+                                                                            simulated),
         queue=queue,
         catalog=segments,
         call_row=call_row,
     )
 
 
-def _upsert_call(db, call_sid: str, first_seen: dict, latest: dict) -> None:
-    """Create the calls row with `first_seen` values, or update only the `latest` ones."""
-    columns = {"call_sid": call_sid, **first_seen, **latest}
+def _upsert_call(db, call_sid: str, at: datetime, simulated: bool, latest: dict) -> None:
+    """Create the calls row (started at `at`, flagged `simulated`), or update only the `latest` values.
+
+    Whichever webhook request comes first creates the row, so each passes the flag.
+    """
+    columns = {"call_sid": call_sid, "started_at": format_utc(at), "simulated": int(simulated), **latest}
     updates = ", ".join(f"{name} = excluded.{name}" for name in latest) or "call_sid = call_sid"
     db.execute(f"INSERT INTO calls ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
                f"ON CONFLICT(call_sid) DO UPDATE SET {updates}", list(columns.values()))
 
 
 def record_call_start(db, call_sid: str, caller_key: str, customer_id: str | None, queue_name: str,
-                      at: datetime) -> None:
+                      at: datetime, simulated: bool = False) -> None:
     """The calls row for an incoming call (from /twilio/voice)."""
-    _upsert_call(db, call_sid, {"started_at": format_utc(at)},
-                 {"caller": caller_key, "customer_id": customer_id, "queue": queue_name})
+    _upsert_call(db, call_sid, at, simulated, {"caller": caller_key, "customer_id": customer_id, "queue": queue_name})
 
 
 def record_play(db, call_sid: str, caller_key: str, customer_id: str | None, queue_name: str,
-                decision: Decision, at: datetime, at_s: float, call_row: dict | None = None) -> None:
+                decision: Decision, at: datetime, at_s: float, call_row: dict | None = None,
+                simulated: bool = False) -> None:
     """Log one answer and keep the call's row current, in one transaction.
 
     `call_row` is the calls row as read for this request (see load_call): when
@@ -360,13 +377,13 @@ def record_play(db, call_sid: str, caller_key: str, customer_id: str | None, que
                    [call_sid, caller_key, customer_id, queue_name, segment.id, segment.kind,
                     format_utc(at), at_s, segment.duration_s, decision.reason])
         if not unchanged:
-            _upsert_call(db, call_sid, {"started_at": format_utc(at)}, latest)
+            _upsert_call(db, call_sid, at, simulated, latest)
 
 
 def record_queue_result(db, call_sid: str, queue_result: str, queue_time_s: float | None,
-                        at: datetime) -> None:
+                        at: datetime, simulated: bool = False) -> None:
     """How the wait ended (from the Enqueue action URL)."""
-    _upsert_call(db, call_sid, {"started_at": format_utc(at)},
+    _upsert_call(db, call_sid, at, simulated,
                  {"queue_result": queue_result, "queue_time_s": queue_time_s, "ended_at": format_utc(at)})
 
 

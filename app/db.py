@@ -1,4 +1,5 @@
 """The SQLite connection: one per request on `g`, WAL, a busy timeout, schema on `db init`."""
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import sqlite_utils
 from flask import current_app, g
 
 BUSY_TIMEOUT_MS = 2000
+log = logging.getLogger(__name__)
 
 
 def connect(path: str | Path, *, create: bool = True) -> sqlite_utils.Database:
@@ -49,8 +51,38 @@ def close_db(_exc=None) -> None:
         db.conn.close()
 
 
+def upgrade_existing(path: str | Path) -> list[str]:
+    """Add the columns newer than an existing database at `path` (app start); "table.column" per one added.
+
+    A missing file is left alone (`holdguard db init` makes it; the webhooks
+    report it). A locked or unreadable one is logged, not raised: the app must
+    still start and answer Twilio (music, failing closed).
+    """
+    from app import callers, schema
+
+    try:
+        db = callers.open_webhook_db(path)  # never creates the file, waits little for a lock
+    except FileNotFoundError:
+        return []
+    except sqlite3.Error as error:
+        log.error("%s: could not open it to add the columns this version needs: %s", path, error)
+        return []
+    try:
+        added = schema.add_missing_columns(db)
+    except sqlite3.Error as error:
+        log.error("%s: could not add the columns this version needs (run `holdguard db init`): %s", path, error)
+        return []
+    finally:
+        db.close()
+    if added:
+        log.info("%s: added column(s) %s", path, ", ".join(added))
+    return added
+
+
 def init_app(app) -> None:
+    """Close the request's connection after each request; bring an existing database's columns up to date."""
     app.teardown_appcontext(close_db)
+    upgrade_existing(app.config["HOLDGUARD_DB"])
 
 
 def db_option(function):

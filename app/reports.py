@@ -26,6 +26,7 @@ from app.customers import SEVERITIES as ISSUE_SEVERITIES
 from app.db import get_db
 from app.flows import load_catalog
 from app.policy import format_utc
+from app.schema import REAL_PLAY
 from app.suppression import suppression_csv, suppression_rows
 from audits import store
 from audits.timeline import format_mmss, timeline_svg
@@ -338,18 +339,21 @@ def window_status(segment, now: datetime) -> str:
     return "live"
 
 
+# Every count and list on /campaigns is of real callers' plays: simulated calls are left out.
+
 def promo_digest(db, now: datetime, days: int = DIGEST_DAYS) -> list[dict]:
     """Every promo in the catalog: where and when it may play, how often it played and was skipped."""
     since = format_utc(now - timedelta(days=days))
     flow = load_catalog(db)
     digest = []
     for promo in (segment for segment in flow.segments if segment.kind == "promo"):
-        played = _one(db, """select count(*) as answers, count(distinct call_sid) as calls,
-                                    count(distinct caller) as callers, max(at) as last_at
-                             from plays where segment_id = ? and julianday(at) >= julianday(?)""",
+        played = _one(db, f"""select count(*) as answers, count(distinct call_sid) as calls,
+                                     count(distinct caller) as callers, max(at) as last_at
+                              from plays where segment_id = ? and julianday(at) >= julianday(?)
+                               and {REAL_PLAY}""",
                       [promo.id, since])
-        skipped = _one(db, """select count(*) as answers, count(distinct call_sid) as calls from plays
-                              where instr(reason, ?) > 0 and julianday(at) >= julianday(?)""",
+        skipped = _one(db, f"""select count(*) as answers, count(distinct call_sid) as calls from plays
+                               where instr(reason, ?) > 0 and julianday(at) >= julianday(?) and {REAL_PLAY}""",
                        [PROMO_SKIP_TEXT.format(promo_id=promo.id), since])
         digest.append({"segment": promo, "queues": list(promo.queues) or list(flow.queues),
                        "every_queue": not promo.queues, "status": window_status(promo, now),
@@ -360,8 +364,8 @@ def promo_digest(db, now: datetime, days: int = DIGEST_DAYS) -> list[dict]:
 def caller_blocks(db, now: datetime, days: int = DIGEST_DAYS) -> list[dict]:
     """Answers where no promo could play for this caller at all, by queue and cause."""
     since = format_utc(now - timedelta(days=days))
-    rows = db.query("""select queue, reason, call_sid from plays
-                       where instr(reason, ?) > 0 and julianday(at) >= julianday(?)""",
+    rows = db.query(f"""select queue, reason, call_sid from plays
+                        where instr(reason, ?) > 0 and julianday(at) >= julianday(?) and {REAL_PLAY}""",
                     [CALLER_BLOCK_TEXT, since])
     blocks: dict[tuple[str, str], dict] = {}
     for row in rows:
@@ -381,7 +385,7 @@ def _block_cause(reason: str) -> str:
 
 def recent_promo_plays(db, caller: str | None, limit: int = RECENT_PROMO_PLAYS) -> list[dict]:
     """The latest promo plays (optionally for one caller): what a caller just heard."""
-    where, params = "kind = 'promo'", []
+    where, params = f"kind = 'promo' and {REAL_PLAY}", []
     if caller:
         where += " and caller = ?"
         params.append(caller)

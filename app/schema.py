@@ -4,9 +4,11 @@ customers   one row per CRM customer, keyed by customer_id; phone in E.164
 issues      open and closed issues; closed_at IS NULL means open
 queues      hold-flow settings per Twilio queue name (from `flows load`)
 segments    what may be played: music, promo, reassurance, notice, tip
-calls       one row per CallSid: who, which queue, how the wait ended
+calls       one row per CallSid: who, which queue, how the wait ended; simulated = 1
+            for a call `holdguard simulate` (or the /flows form) made, not a caller
 plays       the decision log: every answer to /twilio/wait with its reason
 """
+import sqlite3
 
 TABLES = {
     "customers": (
@@ -34,8 +36,8 @@ TABLES = {
     "calls": (
         {"call_sid": str, "caller": str, "customer_id": str, "queue": str,
          "started_at": str, "ended_at": str, "queue_result": str, "queue_time_s": float,
-         "last_position_told": int},
-        {"pk": "call_sid"},
+         "last_position_told": int, "simulated": int},
+        {"pk": "call_sid", "not_null": {"simulated"}, "defaults": {"simulated": 0}},
     ),
     "plays": (
         {"id": int, "call_sid": str, "caller": str, "customer_id": str, "queue": str,
@@ -44,6 +46,17 @@ TABLES = {
         {"pk": "id"},
     ),
 }
+
+# Columns added after databases were first made: (table, column, type, NOT NULL default or None).
+LATER_COLUMNS = [
+    ("customers", "opted_out_at", str, None),
+    ("calls", "simulated", int, 0),
+]
+
+# A condition on `plays` (unaliased): the play belongs to a real call, not a simulated one. A play
+# without a calls row counts as real. One primary-key lookup per play row.
+REAL_PLAY = ("NOT EXISTS (SELECT 1 FROM calls WHERE calls.call_sid = plays.call_sid "
+             "AND calls.simulated = 1)")
 
 INDEXES = [
     ("customers", ["phone_e164"]),
@@ -60,7 +73,30 @@ def create_tables(db) -> None:
     for name, (columns, options) in TABLES.items():
         if not db[name].exists():
             db[name].create(columns, **options)
-    if "opted_out_at" not in db["customers"].columns_dict:  # databases made before the column
-        db["customers"].add_column("opted_out_at", str)
+    add_missing_columns(db)
     for table, columns in INDEXES:
         db[table].create_index(columns, if_not_exists=True)
+
+
+def missing_columns(db) -> list[tuple]:
+    """The LATER_COLUMNS that this database's existing tables lack."""
+    return [(table, column, column_type, default) for table, column, column_type, default in LATER_COLUMNS
+            if db[table].exists() and column not in db[table].columns_dict]
+
+
+def add_missing_columns(db) -> list[str]:
+    """Add LATER_COLUMNS to existing tables that lack them, keeping every row; "table.column" per one added.
+
+    Safe to run again, and from several processes at once (gunicorn workers
+    starting together): a column another process just added is not an error.
+    """
+    added = []
+    for table, column, column_type, default in missing_columns(db):
+        try:
+            db[table].add_column(column, column_type, not_null_default=default)
+        except sqlite3.OperationalError as error:
+            if "duplicate column name" not in str(error):
+                raise
+            continue
+        added.append(f"{table}.{column}")
+    return added

@@ -11,6 +11,10 @@ Time is simulated: the app instance reads its clock from config HOLDGUARD_CLOCK
 answer's duration. A call starts after the caller's last logged play, so
 consecutive simulations of one caller are consecutive calls, in order, and the
 cross-call promo rule shows.
+
+The app instance also has config HOLDGUARD_SIMULATION, so its calls are logged
+with calls.simulated = 1: they hear the caller's real history plus earlier
+simulations, but real calls' promo history and the /campaigns digest leave them out.
 """
 import json
 import logging
@@ -186,7 +190,7 @@ def _simulate(config: dict, caller_phone: str, minutes: float, queue: str | None
     except ValueError as error:
         raise SimulateError(str(error)) from None
     clock = SimClock(_call_start(config["HOLDGUARD_DB"], caller_e164))
-    app = create_app({**config, "TESTING": True, "HOLDGUARD_CLOCK": clock})
+    app = create_app({**config, "TESTING": True, "HOLDGUARD_CLOCK": clock, "HOLDGUARD_SIMULATION": True})
     twilio = _FakeTwilio(app, config["TWILIO_AUTH_TOKEN"], config["PUBLIC_BASE_URL"])
     call_sid = "CA" + secrets.token_hex(16)
     call_params = {"CallSid": call_sid, "AccountSid": "AC" + secrets.token_hex(16), "From": caller_e164,
@@ -320,9 +324,11 @@ def format_timeline(result: dict) -> str:
 def simulate_command(caller_phone, minutes, queue, as_json, db_path):
     """Print what a caller will hear on hold, through the real webhook.
 
-    Each run is one call with a fresh CallSid; its answers go to the play log
-    like a real call's, so consecutive runs for one caller are consecutive calls
-    (a promo heard in the first is not replayed in the second).
+    Each run is one call with a fresh CallSid; its answers go to the play log,
+    so consecutive runs for one caller are consecutive calls (a promo heard in
+    the first is not replayed in the second). The call is flagged simulated: a
+    run hears the caller's real history, but real calls and the /campaigns
+    digest ignore what a run played.
 
     \b
     Example:

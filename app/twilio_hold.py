@@ -7,6 +7,9 @@
 Every request must carry a valid X-Twilio-Signature for PUBLIC_BASE_URL + path
 (+ query string); otherwise 403 and nothing is logged as played.
 
+An app instance with config HOLDGUARD_SIMULATION (the one `holdguard simulate`
+builds) logs its calls as simulated; nothing in a request can ask for that.
+
 /twilio/wait fails closed: whatever goes wrong (database missing, locked or
 corrupt, queue without a flow, a bug) it answers music only, within about a
 second, and logs the fault. Each answer is a single <Play> or <Say>. Twilio
@@ -44,6 +47,11 @@ def utc_now() -> datetime:
 def app_now() -> datetime:
     """The app's clock: config HOLDGUARD_CLOCK if set (`holdguard simulate` sets a simulated one)."""
     return current_app.config.get("HOLDGUARD_CLOCK", utc_now)()
+
+
+def simulating() -> bool:
+    """Whether this app instance runs simulated calls: config only, never a request parameter."""
+    return bool(current_app.config.get("HOLDGUARD_SIMULATION"))
 
 
 def public_url(path: str) -> str:
@@ -146,7 +154,7 @@ def _one_verb_twiml(play_url: str | None, say_text: str | None) -> str:
 def _record_quietly(what: str, record, *args) -> None:
     """Write for a webhook that must answer anyway: a failure is logged, never raised."""
     try:
-        record(callers.webhook_db(current_app.config["HOLDGUARD_DB"]), *args)
+        record(callers.webhook_db(current_app.config["HOLDGUARD_DB"]), *args, simulated=simulating())
     except Exception:
         log.exception("%s %s: could not record it", what, request.form.get("CallSid"))
         callers.discard_webhook_db()
@@ -181,11 +189,12 @@ def wait():
         if not call_sid:
             raise ValueError("wait request without CallSid")
         db = callers.webhook_db(current_app.config["HOLDGUARD_DB"])
-        inputs = callers.load_inputs(db, call_sid, caller_e164, queue_name, now, callers.webhook_memory())
+        inputs = callers.load_inputs(db, call_sid, caller_e164, queue_name, now, callers.webhook_memory(),
+                                     simulating())
         decision = decide(inputs.caller, inputs.call, inputs.history, inputs.queue, inputs.catalog,
                           queue_data, now)
         callers.record_play(db, call_sid, caller_key, _customer_id(inputs), queue_name, decision, now,
-                            _at_s(queue_data, inputs), inputs.call_row)
+                            _at_s(queue_data, inputs), inputs.call_row, simulating())
     except Exception as error:
         log.exception("wait %s: answering fallback music", call_sid or "(no CallSid)")
         now = now or utc_now()
@@ -217,7 +226,7 @@ def _log_fallback(db, error, call_sid, caller_key, inputs, queue_name, decision,
     try:
         db = db or callers.webhook_db(current_app.config["HOLDGUARD_DB"])
         callers.record_play(db, call_sid, caller_key, _customer_id(inputs), queue_name, decision, now,
-                            _at_s(queue_data, inputs))
+                            _at_s(queue_data, inputs), simulated=simulating())
     except Exception:
         log.exception("wait %s: could not log the fallback answer either", call_sid)
 
