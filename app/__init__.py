@@ -24,7 +24,8 @@ def load_config(overrides: dict | None = None) -> dict:
 
 
 def create_app(test_config: dict | None = None) -> Flask:
-    """Application factory: nothing touches the database until a request does."""
+    """Application factory: nothing touches the database until a request does, except adding the
+    columns this version needs to an existing one (app.db.upgrade_existing)."""
     app = Flask(__name__)
     app.config.update(load_config(test_config))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
