@@ -1,8 +1,10 @@
 """holdguard: per-caller hold content for Twilio queues."""
 import logging
 import os
+from typing import TYPE_CHECKING
 
-from flask import Flask
+if TYPE_CHECKING:  # Flask loads when an app is made: CLI commands that need none (audit) start faster
+    from flask import Flask
 
 DEFAULTS = {
     "HOLDGUARD_DB": "./holdguard.db",
@@ -23,9 +25,11 @@ def load_config(overrides: dict | None = None) -> dict:
     return config
 
 
-def create_app(test_config: dict | None = None) -> Flask:
+def create_app(test_config: dict | None = None) -> "Flask":
     """Application factory: nothing touches the database until a request does, except adding the
     columns this version needs to an existing one (app.db.upgrade_existing)."""
+    from flask import Flask
+
     app = Flask(__name__)
     app.config.update(load_config(test_config))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import click
 import sqlite_utils
-from flask import current_app, g
 
 BUSY_TIMEOUT_MS = 2000
 log = logging.getLogger(__name__)
@@ -40,12 +39,16 @@ def init_schema(db: sqlite_utils.Database) -> None:
 
 def get_db() -> sqlite_utils.Database:
     """The request's database, opened on first use."""
+    from flask import current_app, g  # here, not at the top: the audit CLI uses this module without Flask
+
     if "db" not in g:
         g.db = connect(current_app.config["HOLDGUARD_DB"], create=False)
     return g.db
 
 
 def close_db(_exc=None) -> None:
+    from flask import g
+
     db = g.pop("db", None)
     if db is not None:
         db.conn.close()
