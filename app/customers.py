@@ -511,6 +511,9 @@ def _csv_header(path: Path, reader) -> list[str]:
         raise ImportFileError(f"{path}: empty file (expected a CSV header row with customer_id)")
     header = [name.strip().lower() for name in header]
     if "customer_id" not in header:
+        if len(header) == 1 and "customer_id" in header[0].split(";"):  # Excel's "CSV" in many locales
+            raise ImportFileError(f"{path}:1: columns are separated by ';': save it as comma-separated CSV "
+                                  "(';' separates the products inside the products column)")
         raise ImportFileError(f"{path}:1: no 'customer_id' column (columns: {', '.join(header)})")
     duplicated = sorted({name for name in header if name and header.count(name) > 1})
     if duplicated:
