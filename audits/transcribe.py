@@ -20,6 +20,7 @@ survive fork) and each loads the engine once, with cores // workers threads.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -228,6 +229,9 @@ class FasterWhisper(Transcriber):
         from faster_whisper import WhisperModel
 
         self.compute_type, self._pipeline = compute_type, None
+        # It logs every clip at INFO ("Processing audio with duration...", "VAD filter removed..."),
+        # which an app's INFO logging (holdguard demo, serve) would print for each batch.
+        logging.getLogger("faster_whisper").setLevel(logging.WARNING)
         try:
             self.whisper_model = WhisperModel(str(model_dir), device="cpu", compute_type=compute_type,
                                               cpu_threads=threads or os.cpu_count() or 1, local_files_only=True)
