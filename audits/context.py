@@ -13,8 +13,14 @@ that link the recording to the webhook's database:
      "call_sid": "CA...", "phone": "+15555550100"}
 
 When the database knows the call (by `call_sid`, or a Twilio CallSid `CA` + 32 hex
-in the file name) or the phone, that caller's open issues and products are merged
-in: what the CRM knows counts even when the file forgot it.
+in the file name, or a RecordingSid the `recordings` table links to its call) or
+the phone, that caller's issues and products are merged in: what the CRM knows
+counts even when the file forgot it. The issues are those open at the time of the
+call when the call is known (its `calls` row has a `started_at`): opened by then (an
+issue without `opened_at` always was) and not closed by then; a CX lead auditing
+last week's call judges it by last week's cases. With only a phone (no calls row,
+or one without a start time) they are the issues open now. Products are those
+owned now: the CRM keeps no ownership dates.
 """
 from __future__ import annotations
 
@@ -162,17 +168,22 @@ def _json_type(value) -> str:
 
 
 def from_database(db, call_sid: str | None = None, phone: str | None = None) -> Context | None:
-    """What the webhook's database knows about the caller of `call_sid` or `phone`; None if nothing."""
+    """What the webhook's database knows about the caller of `call_sid` or `phone`; None if nothing.
+
+    Open issues: those open when the call started if the call's start is known, else those open now.
+    """
     from app.callers import load_caller
     from app.phones import to_e164
 
     if not (db["customers"].exists() and db["issues"].exists()):
         return None
-    caller_phone, queue = None, None
+    caller_phone, queue, started_at = None, None, None
     if call_sid and db["calls"].exists():
-        rows = list(db.query("select caller, queue from calls where call_sid = ?", [call_sid]))
+        rows = list(db.query("select caller, queue, started_at, julianday(started_at) is not null as readable "
+                             "from calls where call_sid = ?", [call_sid]))
         if rows:
             caller_phone, queue = rows[0]["caller"], rows[0]["queue"]
+            started_at = rows[0]["started_at"] if rows[0]["readable"] else None
     if caller_phone is None and phone:
         try:
             caller_phone = to_e164(phone)
@@ -181,8 +192,35 @@ def from_database(db, call_sid: str | None = None, phone: str | None = None) -> 
     caller = load_caller(db, caller_phone) if caller_phone else None
     if caller is None:
         return Context(queue=queue) if queue else None
-    return Context(open_issues=[Issue(i.id, i.severity or "medium", i.summary) for i in caller.open_issues],
-                   owned_products=list(caller.products), queue=queue)
+    if started_at is None:
+        issues = [_audit_issue(i.id, i.severity, i.summary) for i in caller.open_issues]
+    else:
+        issues = issues_open_at(db, caller_phone, started_at)
+    return Context(open_issues=issues, owned_products=list(caller.products), queue=queue)
+
+
+def issues_open_at(db, phone_e164: str, at: str) -> list[Issue]:
+    """The issues of the customers on `phone_e164` that were open at `at` (ISO 8601, as calls.started_at).
+
+    Open at `at`: opened_at <= at and not closed by then (closed_at IS NULL or > at). Times are
+    compared as instants (julianday), not as text: the CRM import writes seconds ("...:00Z") and the
+    webhook milliseconds ("...:00.500Z"), which do not sort together as text. A time SQLite cannot
+    read (NULL in old rows, '') counts as none: no opening time means "always was", no closing time
+    "still open".
+    Same order as app.callers.load_caller: by customer, then opening time.
+    """
+    rows = db.query("select i.id, i.severity, i.summary from customers c "
+                    "join issues i on i.customer_id = c.customer_id "
+                    "where c.phone_e164 = :phone "
+                    "and coalesce(julianday(i.opened_at) <= julianday(:at), 1) "
+                    "and coalesce(julianday(i.closed_at) > julianday(:at), 1) "
+                    "order by c.customer_id, i.opened_at, i.id", {"phone": phone_e164, "at": at})
+    return [_audit_issue(row["id"], row["severity"], row["summary"]) for row in rows]
+
+
+def _audit_issue(issue_id: str, severity: str | None, summary: str | None) -> Issue:
+    """A database issue as the rules take it: a missing severity counts as medium (as in context files)."""
+    return Issue(issue_id, severity or "medium", summary or "")
 
 
 def merge(first: Context, second: Context) -> Context:
