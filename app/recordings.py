@@ -10,8 +10,8 @@ whole. A failed download is retried with backoff, then reported; nothing is half
 
 The `recordings` table remembers what was fetched (a recording is never downloaded twice) and
 links each file to its call (CallSid -> the webhook's `calls` row: caller, queue, play log) and
-to its audit. The audit runs with that caller's real open issues and products as context, and a
-sidecar `<RecordingSid>.context.json` holding the CallSid lets a later `holdguard audit` of the
+to its audit. The audit runs with that caller's products and the issues open at the time of the
+call as context, and a sidecar `<RecordingSid>.context.json` holding the CallSid lets a later `holdguard audit` of the
 file find the same context.
 """
 from __future__ import annotations
@@ -215,7 +215,8 @@ def write_sidecar(recording_path: Path, call_sid: str | None) -> None:
 
 
 def audit_recording(db, path: Path, call_sid: str | None, transcriber) -> int:
-    """Audit a stored recording with its caller's open issues and products; returns the audit id."""
+    """Audit a stored recording with its caller's products and the issues open at the time of the call;
+    returns the audit id."""
     from app.flows import load_catalog
     from audits import context as audit_context, pipeline, store
     from audits.data import Context
