@@ -40,11 +40,24 @@ def audit(db_path, files, *options):
                               prog_name="holdguard")
 
 
+def database_with_the_demo_flow(db_path: Path) -> Path:
+    """A database as deployed: the hold flow's catalog (which names what each promo sells) loaded.
+    Workers get the catalog from the parent, so the two runs below also check that it reaches them."""
+    from app.db import init_schema
+    from app.flows import read_flow_file, save_catalog
+
+    db = connect(db_path)
+    init_schema(db)
+    save_catalog(db, read_flow_file(Path(__file__).parent.parent / "app" / "demo_data" / "flows.toml"))
+    db.conn.close()
+    return db_path
+
+
 @pytest.fixture(scope="module")
 def runs(recordings, tmp_path_factory):
     folder = tmp_path_factory.mktemp("dbs")
-    return {jobs: (audit(folder / f"jobs{jobs}.db", recordings, "--jobs", str(jobs)), folder / f"jobs{jobs}.db")
-            for jobs in (1, 2)}
+    databases = {jobs: database_with_the_demo_flow(folder / f"jobs{jobs}.db") for jobs in (1, 2)}
+    return {jobs: (audit(db_path, recordings, "--jobs", str(jobs)), db_path) for jobs, db_path in databases.items()}
 
 
 def test_workers_give_the_same_reports_as_one_process(runs, recordings):
