@@ -43,10 +43,8 @@ VAD_INPUT_N = 576  # Silero's input per window: 64 samples of context + FRAME_N
 VAD_BLOCK_FRAMES = 125  # 4 s per VAD call, from a fresh state (see _vad)
 VAD_WARMUP_FRAMES = 16  # audio before a block that primes the VAD's recurrent state
 COARSE_STRIDE = 4  # the first pass feeds Silero one window in four (every 128 ms)
-CANDIDATE_PROBABILITY = 0.3  # a coarse frame this likely to be speech may start or end a message...
-REFINE_MARGIN_S = 1.5  # ...so this much around that start or end is looked at closely
-REFINE_BEFORE_END_S = 3.0  # and this much before an end: the coarse pass's probability trails a voice
-                           # that stopped, so its end can be late (measured up to ~1.5 s)
+CANDIDATE_PROBABILITY = 0.3  # a coarse frame this likely to be speech is looked at closely...
+REFINE_MARGIN_S = 1.5  # ...with this much around it
 
 SILENCE, MUSIC, SPEECH = 0, 1, 2
 KIND_NAMES = {SILENCE: "silence", MUSIC: "music", SPEECH: "speech"}
@@ -94,38 +92,16 @@ def speech_probabilities(samples: np.ndarray, active: np.ndarray) -> np.ndarray:
     """Silero's speech probability per frame (0 in stretches of silence).
 
     Two passes keep a long hold cheap: a coarse pass feeds Silero every COARSE_STRIDE-th window
-    (it still tells voices from music, a little less sharply), then the frames around where
-    something that might be speech starts and ends are run again at full resolution, for exact
-    message boundaries (see `refine_mask`). Hold music, most of a hold, and the middle of long
-    messages are only seen by the coarse pass.
+    (it still tells voices from music, a little less sharply), then whatever might be speech is
+    run again, with REFINE_MARGIN_S around it, at full resolution for exact message boundaries.
+    Hold music, most of a hold, is only seen by the coarse pass.
     """
     coarse = _vad(samples, active, stride=COARSE_STRIDE)
-    refine = refine_mask((coarse >= CANDIDATE_PROBABILITY) & active) & active
-    fine = _vad(samples, refine, stride=1)
-    return np.where(refine, fine, coarse)
-
-
-def refine_mask(maybe_speech: np.ndarray) -> np.ndarray:
-    """Frames worth a full-resolution look: REFINE_MARGIN_S around where possible speech starts,
-    from REFINE_BEFORE_END_S before to REFINE_MARGIN_S after where it ends. Pauses shorter than
-    SILENCE_GAP_S do not end it (they are inside a message)."""
-    message = _fill_short_gaps(maybe_speech, int(SILENCE_GAP_S / FRAME_S))
-    before = np.r_[False, message[:-1]]
-    starts, ends = message & ~before, ~message & before
+    maybe_speech = (coarse >= CANDIDATE_PROBABILITY) & active
     margin = int(REFINE_MARGIN_S / FRAME_S)
-    return _around(starts, margin, margin) | _around(ends, int(REFINE_BEFORE_END_S / FRAME_S), margin)
-
-
-def _around(mask: np.ndarray, before_n: int, after_n: int) -> np.ndarray:
-    """True where a True of `mask` lies at most `before_n` frames later or `after_n` frames earlier."""
-    return np.convolve(mask, np.ones(before_n + after_n + 1))[before_n: before_n + len(mask)] > 0
-
-
-def _fill_short_gaps(mask: np.ndarray, max_n: int) -> np.ndarray:
-    """`mask` with runs of False of at most `max_n` frames between two Trues set to True."""
-    starts, lengths = _runs(mask)
-    inner_gap = ~mask[starts] & (lengths <= max_n) & (starts > 0) & (starts + lengths < len(mask))
-    return np.repeat(mask[starts] | inner_gap, lengths)
+    near_speech = np.convolve(maybe_speech, np.ones(2 * margin + 1))[margin: margin + len(active)] > 0
+    fine = _vad(samples, near_speech & active, stride=1)
+    return np.where(near_speech, fine, coarse)
 
 
 @functools.lru_cache(maxsize=1)
