@@ -511,7 +511,8 @@ def _csv_header(path: Path, reader) -> list[str]:
         raise ImportFileError(f"{path}: empty file (expected a CSV header row with customer_id)")
     header = [name.strip().lower() for name in header]
     if "customer_id" not in header:
-        if len(header) == 1 and "customer_id" in header[0].split(";"):  # Excel's "CSV" in many locales
+        # Excel's "CSV" in many locales separates columns with ';'
+        if len(header) == 1 and "customer_id" in [name.strip() for name in header[0].split(";")]:
             raise ImportFileError(f"{path}:1: columns are separated by ';': save it as comma-separated CSV "
                                   "(';' separates the products inside the products column)")
         raise ImportFileError(f"{path}:1: no 'customer_id' column (columns: {', '.join(header)})")

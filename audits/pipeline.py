@@ -101,8 +101,8 @@ def transcribe_plays(audio: Audio, speech: list[Segment], indices: Iterable[int]
     for first in range(0, len(indices), BATCH_CLIPS):
         batch = indices[first: first + BATCH_CLIPS]
         bounds = [clip_bounds_s(speech, i, audio.duration_s) for i in batch]
-        heard = transcriber.transcribe_many([audio.samples[_sample(start_s):_sample(end_s)] for start_s, end_s in bounds],
-                                            [start_s for start_s, _ in bounds])
+        clips = [audio.samples[_sample(start_s):_sample(end_s)] for start_s, end_s in bounds]
+        heard = transcriber.transcribe_many(clips, [start_s for start_s, _ in bounds])
         transcripts += [replace(text, start_s=speech[i].start_s, end_s=speech[i].end_s)  # a play is its segment
                         for i, text in zip(batch, heard)]
         if on_segment:

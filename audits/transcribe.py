@@ -4,9 +4,9 @@
     transcript = engine.transcribe(samples, start_s=70.0)   # samples: float32, 16 kHz, mono
     transcripts = engine.transcribe_many([clip_a, clip_b], starts_s=[70.0, 120.0])
 
-Each clip is its own decoding window (a clip over 30 s, several), so a clip's text and scores never
-depend on the clips beside it; faster-whisper decodes up to BATCH_CLIPS short clips together, which
-gives the same text and scores as one by one, in less time.
+Each clip is its own decoding window (a clip over 30 s, several), so a clip's text and scores do not
+depend on the clips beside it; faster-whisper decodes up to BATCH_CLIPS clips of up to 20 s (with the
+same token cap) together, which gives the same text and scores as one by one, in less time.
 
 Both engines run the same Whisper weights (see audits/weights.py) with the same decoding settings
 (language "en", beam search, temperature 0 only, no conditioning on previous text), so they give the
@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -49,20 +50,29 @@ TEMPERATURE = 0.0
 # Tokens a window may produce, from its duration: fast speech (250 words a minute) with punctuation
 # and timestamps stays under 6 tokens/s. Without a cap a steady tone decodes as "beep beep ..." up to
 # the model's limit (224 tokens in openai-whisper, 445 in faster-whisper): 10-35 s of beam search for
-# a 4 s beep; with the cap it costs 1-2 s and is still rejected as repetition. Same cap in both engines.
+# a 4 s beep; with the cap a few seconds, and it is still rejected as repetition. Same cap in both
+# engines. Caps come in steps of CAP_STEP_S of audio (120 tokens up to 10 s, 220 up to 20 s), so that
+# clips of similar length share one and can be decoded together with the result of each alone.
 MAX_TOKENS_PER_S = 10
 MIN_TOKENS = 20
+CAP_STEP_S = 10.0
 WINDOW_S = 30.0  # Whisper decodes 30 s windows; the cap applies per window
 MAX_TOKENS = 224  # openai-whisper's own per-window limit (n_text_ctx // 2)
 # Clips decoded together by engines that batch (faster-whisper): the encoder costs the same per clip
 # either way, the beam search far less together. Each clip in a batch adds ~55 MB to the peak memory
-# (the encoder's attention over a 30 s window), so batches stay small.
+# (the encoder's attention over a 30 s window), so batches stay small. Only clips with the same token
+# cap go together (the batch has one).
 BATCH_CLIPS = 4
+# Only clips this long are batched. Near a full window the batched pipeline drops a last segment that
+# has no closing timestamp, where decoding alone goes back for it; with 10 s of window to spare,
+# speech always ends with one. Under 0.1 s two clips could share a `seek` (10 ms frames).
+BATCH_MIN_S, BATCH_MAX_S = 0.1, 20.0
 
 
 def token_limit(duration_s: float) -> int:
     """How many tokens one decoding window of a `duration_s` segment may produce."""
-    return min(MAX_TOKENS, MIN_TOKENS + int(MAX_TOKENS_PER_S * min(duration_s, WINDOW_S)))
+    steps = math.ceil(min(duration_s, WINDOW_S) / CAP_STEP_S)
+    return min(MAX_TOKENS, MIN_TOKENS + int(MAX_TOKENS_PER_S * CAP_STEP_S * steps))
 
 
 # Hallucination guard thresholds. The first two are Whisper's own defaults
@@ -176,10 +186,7 @@ class Transcriber:
     def transcribe_many(self, clips: list[np.ndarray], starts_s: list[float] | None = None) -> list[Transcript]:
         """`transcribe` for each clip, in order; `starts_s` defaults to 0.0 for every clip.
         Engines that can decode several clips at once (faster-whisper) do so here."""
-        starts_s = [0.0] * len(clips) if starts_s is None else list(starts_s)
-        if len(starts_s) != len(clips):
-            raise ValueError(f"{len(clips)} clips but {len(starts_s)} start times")
-        return [self.transcribe(clip, start_s) for clip, start_s in zip(clips, starts_s)]
+        return [self.transcribe(clip, start_s) for clip, start_s in zip(clips, _start_times(clips, starts_s))]
 
     def _decode(self, samples: np.ndarray, max_tokens: int) -> list[Decoded]:
         raise NotImplementedError
@@ -230,8 +237,11 @@ class FasterWhisper(Transcriber):
 
         self.compute_type, self._pipeline = compute_type, None
         # It logs every clip at INFO ("Processing audio with duration...", "VAD filter removed..."),
-        # which an app's INFO logging (holdguard demo, serve) would print for each batch.
-        logging.getLogger("faster_whisper").setLevel(logging.WARNING)
+        # which an app's INFO logging (holdguard demo, serve) would print for each batch; a level the
+        # user set is left alone.
+        whisper_log = logging.getLogger("faster_whisper")
+        if whisper_log.level == logging.NOTSET:
+            whisper_log.setLevel(logging.WARNING)
         try:
             self.whisper_model = WhisperModel(str(model_dir), device="cpu", compute_type=compute_type,
                                               cpu_threads=threads or os.cpu_count() or 1, local_files_only=True)
@@ -245,37 +255,41 @@ class FasterWhisper(Transcriber):
         return [_decoded(segment) for segment in segments]
 
     def transcribe_many(self, clips: list[np.ndarray], starts_s: list[float] | None = None) -> list[Transcript]:
-        """Clips of one window or less are decoded BATCH_CLIPS at a time: each is still its own
-        30 s window (its own no-speech and log-probability scores, as alone), but the beam search
-        runs for all of them together, which costs far less than one after another on a CPU."""
-        starts_s = [0.0] * len(clips) if starts_s is None else list(starts_s)
-        if len(starts_s) != len(clips):
-            raise ValueError(f"{len(clips)} clips but {len(starts_s)} start times")
+        """Clips of BATCH_MIN_S to BATCH_MAX_S with the same token cap are decoded BATCH_CLIPS at a
+        time: each is still its own 30 s window with its own scores, but the beam search runs for
+        all of them together, which costs far less than one after another on a CPU, and each clip
+        gets the text and scores it gets alone. Other clips are decoded alone."""
+        starts_s = _start_times(clips, starts_s)
         clips = [np.ascontiguousarray(clip, dtype=np.float32) for clip in clips]
         heard: list[Transcript | None] = [None] * len(clips)
-        short = [i for i, clip in enumerate(clips) if clip.ndim == 1 and 0 < len(clip) <= WINDOW_S * SAMPLE_RATE]
-        for first in range(0, len(short), BATCH_CLIPS):
-            batch = short[first: first + BATCH_CLIPS]
-            for i, decoded in zip(batch, self._decode_batch([clips[i] for i in batch])):
-                heard[i] = combine(decoded, starts_s[i], starts_s[i] + len(clips[i]) / SAMPLE_RATE)
-        return [transcript or self.transcribe(clip, start_s)  # empty, long or malformed: one at a time
+        by_cap: dict[int, list[int]] = {}
+        for i, clip in enumerate(clips):
+            if clip.ndim == 1 and BATCH_MIN_S * SAMPLE_RATE <= len(clip) <= BATCH_MAX_S * SAMPLE_RATE:
+                by_cap.setdefault(token_limit(len(clip) / SAMPLE_RATE), []).append(i)
+        for cap, members in by_cap.items():
+            for first in range(0, len(members), BATCH_CLIPS):
+                batch = members[first: first + BATCH_CLIPS]
+                for i, decoded in zip(batch, self._decode_batch([clips[i] for i in batch], cap)):
+                    heard[i] = combine(decoded, starts_s[i], starts_s[i] + len(clips[i]) / SAMPLE_RATE)
+        return [transcript if transcript is not None else self.transcribe(clip, start_s)
                 for transcript, clip, start_s in zip(heard, clips, starts_s)]
 
-    def _decode_batch(self, clips: list[np.ndarray]) -> list[list[Decoded]]:
+    def _decode_batch(self, clips: list[np.ndarray], max_tokens: int) -> list[list[Decoded]]:
         """Each clip's segments, decoded together (faster-whisper's batched pipeline, one clip per window)."""
         bounds_n = np.cumsum([0] + [len(clip) for clip in clips])
-        offsets_s = bounds_n[:-1] / SAMPLE_RATE
+        # The pipeline names each segment's clip by `seek`, the 10 ms frame the clip starts at.
+        frames_per_s = self.whisper_model.frames_per_second
+        clip_at_seek = {int(start_n / SAMPLE_RATE * frames_per_s): i for i, start_n in enumerate(bounds_n[:-1])}
         segments, _info = self._batched().transcribe(
             np.concatenate(clips), language="en", temperature=TEMPERATURE, beam_size=self.beam_size,
-            max_new_tokens=max(token_limit(len(clip) / SAMPLE_RATE) for clip in clips),
-            without_timestamps=False, batch_size=len(clips),
+            max_new_tokens=max_tokens, without_timestamps=False, batch_size=len(clips),
             # in seconds, which it turns back into samples with int(): half a sample on, so exactly
             clip_timestamps=[{"start": (start_n + 0.5) / SAMPLE_RATE, "end": (end_n + 0.5) / SAMPLE_RATE}
                              for start_n, end_n in zip(bounds_n[:-1], bounds_n[1:])])
-        decoded: list[list[Decoded]] = [[] for _ in clips]
-        for segment in segments:  # `seek` is the frame (10 ms) its clip starts at
-            decoded[int(np.argmin(np.abs(offsets_s - segment.seek / 100)))].append(_decoded(segment))
-        return decoded
+        found: list[list] = [[] for _ in clips]
+        for segment in segments:
+            found[clip_at_seek[segment.seek]].append(segment)
+        return [_window_decoded(pieces) for pieces in found]
 
     def _batched(self):
         from faster_whisper import BatchedInferencePipeline
@@ -289,6 +303,24 @@ def _decoded(segment) -> Decoded:
     """A faster-whisper Segment as a Decoded."""
     return Decoded(segment.text, segment.avg_logprob, segment.no_speech_prob, segment.compression_ratio,
                    len(segment.tokens))
+
+
+def _window_decoded(segments: list) -> list[Decoded]:
+    """One window's segments from the batched pipeline, scored as faster-whisper scores a window decoded
+    alone: the batched pipeline measures each segment's compression ratio on its own text, which lets a
+    window of looping text through the repetition rule piece by piece."""
+    from faster_whisper.transcribe import get_compression_ratio
+
+    ratio = get_compression_ratio("".join(segment.text for segment in segments).strip())
+    return [replace(_decoded(segment), compression_ratio=ratio) for segment in segments]
+
+
+def _start_times(clips: list, starts_s: list[float] | None) -> list[float]:
+    """Each clip's start time in the recording (0.0 when not given); one per clip."""
+    starts_s = [0.0] * len(clips) if starts_s is None else list(starts_s)
+    if len(starts_s) != len(clips):
+        raise ValueError(f"{len(clips)} clips but {len(starts_s)} start times")
+    return starts_s
 
 
 def load_engine(engine: str = DEFAULT_ENGINE, model: str = DEFAULT_MODEL, *, beam_size: int = DEFAULT_BEAM_SIZE,

@@ -189,7 +189,7 @@ def test_timestamps_are_stored_in_utc_with_z(db, tmp_path):
     ("object.json", '{"customer_id": "C-1"}', "expected a JSON list of customers, got dict"),
     ("empty.csv", "", "empty file"),
     ("noid.csv", "phone,name\n+15555550100,Ann\n", "no 'customer_id' column"),
-    ("excel-semicolons.csv", "customer_id;phone;products\nC1;+15555550100;Galaxy S7\n",
+    ("excel-semicolons.csv", "customer_id ; phone;products\nC1;+15555550100;Galaxy S7\n",
      "columns are separated by ';': save it as comma-separated CSV"),
 ])
 def test_unreadable_files_write_nothing(db, tmp_path, name, text, message):

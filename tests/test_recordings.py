@@ -278,7 +278,7 @@ def test_a_recording_that_cannot_be_audited_is_reported_and_the_batch_goes_on(db
     stored.write_bytes(b"RIFF\x00\x00")  # damaged on disk after the download
 
     class EngineNeverAsked:
-        def transcribe(self, samples, start_s=0.0):
+        def transcribe_many(self, clips, starts_s=None):
             raise AssertionError("a file that does not load never reaches the speech engine")
 
     outcomes = fetch(db, client, tmp_path / "data", transcriber=EngineNeverAsked(), backoff_s=0)

@@ -79,22 +79,27 @@ def test_transcribe_many_keeps_order_and_start_times(sentence_samples):
 
 
 def test_batched_clips_hear_what_each_clip_hears_alone(sentence_samples):
-    """faster-whisper decodes short clips together: same text and scores as one by one. A clip over
-    one 30 s window and an empty one are decoded alone, in their place."""
+    """faster-whisper decodes clips of up to 20 s with the same token cap together: same text and
+    scores as one by one, a beep decoding up to its cap included. A tiny clip, an empty one, one near
+    a full window and one over it are decoded alone, in their place."""
     engine = shared_engine("faster-whisper")
     quiet = np.zeros(SAMPLE_RATE // 2, np.float32)
     long_clip = np.concatenate([sentence_samples, np.zeros(31 * SAMPLE_RATE, np.float32), sentence_samples])
-    clips = [sentence_samples, np.zeros(0, np.float32), NON_SPEECH["music"](), long_clip,
-             np.concatenate([quiet, sentence_samples[::-1].copy()])]  # reversed speech: a different clip
-    starts_s = [3.0, 9.0, 20.0, 40.0, 90.0]
+    near_full = np.concatenate([np.zeros(22 * SAMPLE_RATE, np.float32), sentence_samples])
+    clips = [np.zeros(100, np.float32), sentence_samples, np.zeros(0, np.float32), NON_SPEECH["music"](),
+             long_clip, NON_SPEECH["beep tone"](), near_full,
+             np.concatenate([quiet, sentence_samples[::-1].copy(), quiet, quiet])]  # reversed: another clip
+    starts_s = [1.0, 3.0, 9.0, 20.0, 40.0, 80.0, 90.0, 130.0]
     together = engine.transcribe_many(clips, starts_s)
     alone = [engine.transcribe(clip, start_s) for clip, start_s in zip(clips, starts_s)]
     for batched, single in zip(together, alone):
         assert (batched.start_s, batched.end_s, batched.text) == (single.start_s, single.end_s, single.text)
         assert batched.avg_logprob == pytest.approx(single.avg_logprob, abs=1e-3)
         assert batched.no_speech_prob == pytest.approx(single.no_speech_prob, abs=1e-3)
-    assert "galaxy s7" in normalise(together[0].text) and together[1].text == together[2].text == ""
-    assert normalise(together[3].text).count("galaxy") == 2  # both windows of the long clip
+        assert batched.compression_ratio == pytest.approx(single.compression_ratio, abs=1e-3)
+    assert together[0].text == together[2].text == together[3].text == together[5].text == ""
+    assert "galaxy s7" in normalise(together[1].text) and "galaxy" in normalise(together[6].text)
+    assert normalise(together[4].text).count("galaxy") == 2  # both windows of the long clip
 
 
 def test_empty_segment_gives_no_text():
