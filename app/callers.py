@@ -27,7 +27,7 @@ from app.flows import queue_from_row, segment_from_row
 from app.phones import to_e164
 from app.policy import (Caller, CallSoFar, Decision, Issue, Play, QueueSettings, Segment,
                         format_utc, parse_utc, promos_blocked)
-from app.schema import REAL_PLAY
+from app.schema import REAL_PLAY, add_missing_columns, missing_columns
 
 # Twilio waits ~15 s for a webhook; a locked database must turn into fallback music long before.
 WEBHOOK_BUSY_TIMEOUT_S = 0.5
@@ -102,9 +102,23 @@ def webhook_db(path: str | Path) -> sqlite_utils.Database:
         return cached[1]
     discard_webhook_db()
     db = open_webhook_db(path)
+    _add_missing_columns(db)
     _per_thread.db = (identity, db, WebhookMemory())
     _keep_checkpointed(str(path))
     return db
+
+
+def _add_missing_columns(db: sqlite_utils.Database) -> None:
+    """Columns this version's queries need, added before the first of them runs. App start adds them
+    too (app.db.upgrade_existing), but a database locked at that moment (an import running) would
+    otherwise fail every call until a restart; here a failure fails this request only (music), the
+    connection is not kept, and the next request tries again."""
+    if missing_columns(db):
+        try:
+            add_missing_columns(db)
+        except sqlite3.Error:
+            db.close()
+            raise
 
 
 def webhook_memory() -> WebhookMemory:

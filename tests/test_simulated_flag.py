@@ -202,6 +202,27 @@ def test_the_app_starting_adds_the_flag_and_the_webhook_then_works(old_db):
     assert simulated_flag(old_db, sid) == 0
 
 
+def test_an_old_database_locked_when_the_app_starts_gets_the_flag_on_the_first_call_after(old_db):
+    """An import holding the write lock while the app starts: calls answer music (fail closed) while
+    it lasts, and the first call after it adds the column and goes through the policy."""
+    importer = sqlite3.connect(old_db, isolation_level=None)
+    importer.execute("BEGIN IMMEDIATE")
+    app = app_on(old_db)
+    assert "simulated" not in sqlite_utils.Database(old_db)["calls"].columns_dict
+    during, after = "CA" + "1" * 32, "CA" + "2" * 32
+    answer = signed_post(app, WAIT, {**wait_params(0), "CallSid": during, "From": NIA})
+    assert answer.status_code == 200 and b"<Play>" in answer.data and b"<Say>" not in answer.data
+    importer.execute("COMMIT")
+    importer.close()
+
+    signed_post(app, WAIT, {**wait_params(0), "CallSid": after, "From": NIA})
+    db = sqlite_utils.Database(old_db)
+    assert "simulated" in db["calls"].columns_dict
+    assert {"CA" + "e" * 32, after} <= {row["call_sid"] for row in db["calls"].rows}  # the old call kept
+    (play,) = plays_of(old_db, after)
+    assert not play["reason"].startswith("fallback") and simulated_flag(old_db, after) == 0
+
+
 def test_a_fresh_database_has_the_flag_not_null_with_default_0(tmp_path):
     db = connect(tmp_path / "fresh.db")
     init_schema(db)
