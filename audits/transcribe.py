@@ -51,11 +51,12 @@ TEMPERATURE = 0.0
 # and timestamps stays under 6 tokens/s. Without a cap a steady tone decodes as "beep beep ..." up to
 # the model's limit (224 tokens in openai-whisper, 445 in faster-whisper): 10-35 s of beam search for
 # a 4 s beep; with the cap a few seconds, and it is still rejected as repetition. Same cap in both
-# engines. Caps come in steps of CAP_STEP_S of audio (120 tokens up to 10 s, 220 up to 20 s), so that
-# clips of similar length share one and can be decoded together with the result of each alone.
+# engines. Caps come in steps of CAP_STEP_S of audio (170 tokens up to 15 s, 224 above), so that the
+# messages of a hold (a few seconds to 15 s) share one and can be decoded together, each with the result
+# it gets alone.
 MAX_TOKENS_PER_S = 10
 MIN_TOKENS = 20
-CAP_STEP_S = 10.0
+CAP_STEP_S = 15.0
 WINDOW_S = 30.0  # Whisper decodes 30 s windows; the cap applies per window
 MAX_TOKENS = 224  # openai-whisper's own per-window limit (n_text_ctx // 2)
 # Clips decoded together by engines that batch (faster-whisper): the encoder costs the same per clip
