@@ -196,7 +196,7 @@ def from_database(db, call_sid: str | None = None, phone: str | None = None) -> 
         issues = [_audit_issue(i.id, i.severity, i.summary) for i in caller.open_issues]
     else:
         issues = issues_open_at(db, caller_phone, started_at)
-    return Context(open_issues=issues, owned_products=list(caller.products), queue=queue)
+    return Context(open_issues=issues, owned_products=list(caller.products), queue=queue, issues_as_of=started_at)
 
 
 def issues_open_at(db, phone_e164: str, at: str) -> list[Issue]:
@@ -229,7 +229,8 @@ def merge(first: Context, second: Context) -> Context:
     issues += [issue for issue in second.open_issues if issue.id not in {i.id for i in issues}]
     products = list(first.owned_products)
     products += [p for p in second.owned_products if not any(same_product(p, mine) for mine in products)]
-    return Context(open_issues=issues, owned_products=products, queue=first.queue or second.queue)
+    return Context(open_issues=issues, owned_products=products, queue=first.queue or second.queue,
+                   issues_as_of=first.issues_as_of or second.issues_as_of)
 
 
 def load_catalog(db) -> list:

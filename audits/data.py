@@ -58,6 +58,7 @@ class Context:
     open_issues: list[Issue] = field(default_factory=list)
     owned_products: list[str] = field(default_factory=list)
     queue: str | None = None
+    issues_as_of: str | None = None  # the call's start when the issues are those open then (ISO 8601)
 
     @classmethod
     def from_dict(cls, data: dict) -> "Context":
@@ -66,6 +67,7 @@ class Context:
                          for issue in data.get("open_issues", [])],
             owned_products=list(data.get("owned_products", [])),
             queue=data.get("queue"),
+            issues_as_of=data.get("issues_as_of"),
         )
 
 

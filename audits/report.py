@@ -68,9 +68,12 @@ def severity_counts(result: AuditResult) -> dict[str, int]:
 def context_line(result: AuditResult) -> str:
     context = result.context
     parts = []
+    when = f" when the call started ({context.issues_as_of})" if context.issues_as_of else ""
     if context.open_issues:
-        parts.append("open issues " + "; ".join(
+        parts.append(f"open issues{when} " + "; ".join(
             f"{i.id} ({i.severity}{', ' + i.summary if i.summary else ''})" for i in context.open_issues))
+    elif when:
+        parts.append(f"no open issues{when}")
     if context.owned_products:
         parts.append("owns " + ", ".join(context.owned_products))
     if context.queue:

@@ -110,7 +110,8 @@ def _delete_audit(db, audit_id: int) -> None:
 
 def _context_json(context: Context) -> dict:
     return {"open_issues": [vars(issue) for issue in context.open_issues],
-            "owned_products": context.owned_products, "queue": context.queue}
+            "owned_products": context.owned_products, "queue": context.queue,
+            "issues_as_of": context.issues_as_of}
 
 
 def load(db, audit_id: int) -> AuditResult | None:

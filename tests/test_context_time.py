@@ -163,9 +163,10 @@ def test_issues_open_at_covers_every_customer_on_the_number(db, tmp_path):
 # --- the command line, on real audio ------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def audited(tmp_path_factory) -> dict[str, dict]:
+def audit_run(tmp_path_factory) -> tuple[dict[str, dict], Path]:
     """`holdguard audit` of one short promo as three calls: by CallSid file name, by a sidecar's
-    call_sid, and by a sidecar with only the phone. Returns the JSON reports by file stem."""
+    call_sid, and by a sidecar with only the phone. Returns the JSON reports by file stem, and the
+    database they were stored in."""
     work = tmp_path_factory.mktemp("context-time")
     db = connect(work / "holdguard.db")
     build_history(db, work)
@@ -183,7 +184,18 @@ def audited(tmp_path_factory) -> dict[str, dict]:
     result = CliRunner().invoke(main, ["audit", str(calls), "--out", f"{out}/", "--format", "json", "--jobs", "1",
                                        "--db", str(work / "holdguard.db")], prog_name="holdguard")
     assert result.exit_code == 0, result.output
-    return {path.stem: json.loads(path.read_text()) for path in out.glob("*.json") if path.stem != "index"}
+    reports = {path.stem: json.loads(path.read_text()) for path in out.glob("*.json") if path.stem != "index"}
+    return reports, work / "holdguard.db"
+
+
+@pytest.fixture(scope="module")
+def audited(audit_run) -> dict[str, dict]:
+    return audit_run[0]
+
+
+@pytest.fixture(scope="module")
+def audited_db(audit_run):
+    return connect(audit_run[1])
 
 
 def open_issue_findings(report: dict) -> list[dict]:
@@ -204,3 +216,25 @@ def test_cli_call_before_any_issue_has_no_open_issue_finding(audited):
 def test_cli_phone_only_is_judged_by_the_issues_open_now(audited):
     (finding,) = open_issue_findings(audited["phone-only"])
     assert "CASE-2000 (medium) is open" in finding["evidence"] and "CASE-1042" not in finding["evidence"]
+
+
+def test_the_context_says_when_its_issues_were_open(db):
+    assert from_database(db, call_sid=DURING).issues_as_of == db["calls"].get(DURING)["started_at"]
+    assert from_database(db, phone=DANA).issues_as_of is None  # open now: nothing to say
+
+
+def stored_context_line(stem: str, audited_db) -> str:
+    from audits import report, store
+
+    (row,) = [row for row in audited_db["audits"].rows if Path(row["path"]).stem == stem]
+    return report.context_line(store.load(audited_db, row["id"]))
+
+
+def test_the_report_says_the_issues_are_those_open_when_the_call_started(audited_db):
+    during_at = audited_db["calls"].get(DURING)["started_at"]
+    assert stored_context_line(DURING, audited_db).startswith(
+        f"Caller: open issues when the call started ({during_at}) CASE-1042 (high")
+    early_at = audited_db["calls"].get(EARLY)["started_at"]
+    assert stored_context_line("early", audited_db).startswith(
+        f"Caller: no open issues when the call started ({early_at}); owns Galaxy S7")
+    assert stored_context_line("phone-only", audited_db).startswith("Caller: open issues CASE-2000 (medium")
