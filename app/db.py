@@ -37,6 +37,17 @@ def init_schema(db: sqlite_utils.Database) -> None:
     recordings.create_table(db)
 
 
+def open_database(path: str | Path) -> sqlite_utils.Database:
+    """The database at `path` for a command that writes to it: created if missing, with every table."""
+    db = connect(path)
+    try:
+        init_schema(db)
+    except BaseException:
+        db.conn.close()
+        raise
+    return db
+
+
 def get_db() -> sqlite_utils.Database:
     """The request's database, opened on first use."""
     from flask import current_app, g  # here, not at the top: the audit CLI uses this module without Flask
@@ -104,6 +115,5 @@ def db_group():
 @db_option
 def init_command(db_path):
     """Create the tables (idempotent: existing data is kept)."""
-    db = connect(db_path)
-    init_schema(db)
+    db = open_database(db_path)
     click.echo(f"initialised {db_path} ({len(db.table_names())} tables)")

@@ -19,12 +19,11 @@ DEMO_CALLER = "+15555550100"  # Dana: owns a Galaxy S7, open high-severity case 
 def prepare_database(db_path: str) -> str:
     """Create the tables and load the demo flow and customers; returns a one-line summary."""
     from app.customers import import_customers
-    from app.db import connect, init_schema
+    from app.db import open_database
     from app.flows import read_flow_file, save_catalog
 
-    db = connect(db_path)
+    db = open_database(db_path)
     try:
-        init_schema(db)
         flow = read_flow_file(DEMO_DATA / "flows.toml")
         save_catalog(db, flow)
         report = import_customers(db, DEMO_DATA / "customers.json", "US")

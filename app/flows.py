@@ -352,12 +352,11 @@ def load_command(flow_file, db_path):
     Example:
       holdguard flows load app/demo_data/flows.toml
     """
-    from app.db import connect, init_schema
+    from app.db import open_database
 
     flow = _valid_flow_or_exit(flow_file)
     try:
-        db = connect(db_path)
-        init_schema(db)
+        db = open_database(db_path)
         save_catalog(db, flow)
     except sqlite3.Error as error:
         raise click.ClickException(f"{db_path}: could not replace the catalog, nothing changed ({error})") from None

@@ -388,7 +388,7 @@ def fetch_command(since, call_sid, db_path, data_dir, audit, engine, model):
     """
     from tqdm import tqdm
 
-    from app.db import connect, init_schema
+    from app.db import open_database
 
     if call_sid and not CALL_SID.match(call_sid):
         raise click.BadParameter(f"{call_sid!r} is not a Twilio CallSid (CA + 32 hex digits)",
@@ -396,8 +396,7 @@ def fetch_command(since, call_sid, db_path, data_dir, audit, engine, model):
     client = twilio_client(_env("TWILIO_ACCOUNT_SID", "your Twilio Account SID, AC..."),
                            _env("TWILIO_AUTH_TOKEN", "your Twilio auth token"),
                            os.environ.get("TWILIO_API_BASE") or None)
-    db = connect(db_path)
-    init_schema(db)
+    db = open_database(db_path)
 
     def load_transcriber():
         from audits.transcribe import load_engine

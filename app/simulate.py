@@ -117,7 +117,7 @@ def _config_of(target) -> dict:
 
 
 def _copy_catalog_with_caller(source_db: str, scratch_db: Path, caller: Caller) -> None:
-    from app.db import connect, init_schema
+    from app.db import open_database
     from app.flows import load_catalog, save_catalog
 
     source = _open_existing(source_db)
@@ -125,9 +125,8 @@ def _copy_catalog_with_caller(source_db: str, scratch_db: Path, caller: Caller) 
         flow = load_catalog(source)
     finally:
         source.close()
-    scratch = connect(scratch_db)
+    scratch = open_database(scratch_db)
     try:
-        init_schema(scratch)
         save_catalog(scratch, flow)
         callers.save_caller(scratch, caller, datetime.now(timezone.utc))
     finally:

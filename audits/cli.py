@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from app.db import db_option
+from app.db import db_option, open_database
 
 # audits.transcribe.ENGINES, spelled out so `--help` does not import the speech stack (a test checks they agree)
 ENGINES = ("openai-whisper", "faster-whisper")
@@ -129,15 +129,6 @@ def _write_atomically(path: Path, text: str) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_text_atomically(path, text)
-
-
-def open_database(db_path: str):
-    """The holdguard database (created if missing, with every table)."""
-    from app.db import connect, init_schema
-
-    db = connect(db_path)
-    init_schema(db)
-    return db
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
