@@ -25,7 +25,7 @@ from markupsafe import Markup
 from app.customers import SEVERITIES as ISSUE_SEVERITIES
 from app.db import get_db
 from app.flows import load_catalog
-from app.policy import format_utc
+from app.policy import format_utc, parse_utc
 from app.schema import REAL_PLAY
 from app.suppression import suppression_csv, suppression_rows
 from audits import store
@@ -156,7 +156,7 @@ def utc_filter(moment: datetime) -> str:
 def when_filter(timestamp) -> str:
     """ "2026-11-24T04:46:40.686Z" -> "2026-11-24 04:46 UTC"; anything unreadable as it is."""
     try:
-        return utc_filter(datetime.fromisoformat(str(timestamp).replace("Z", "+00:00")))
+        return utc_filter(parse_utc(str(timestamp)))
     except ValueError:
         return str(timestamp or "")
 
