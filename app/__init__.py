@@ -1,50 +1,22 @@
-"""holdguard: per-caller hold content for Twilio queues."""
-import logging
-import os
-from typing import TYPE_CHECKING
+"""holdguard: per-caller hold content for Twilio queues, and audits of what callers heard.
 
-if TYPE_CHECKING:  # Flask loads when an app is made: CLI commands that need none (audit) start faster
-    from flask import Flask
+The packages are layers; each imports only those before it:
 
-DEFAULTS = {
-    "HOLDGUARD_DB": "./holdguard.db",
-    "TWILIO_AUTH_TOKEN": "",
-    "PUBLIC_BASE_URL": "http://127.0.0.1:5000",
-    "HOLDGUARD_API_TOKEN": "",
-    "HOLDGUARD_QUEUE": "support",
-    "HOLDGUARD_DEFAULT_REGION": "US",
-    "HOLDGUARD_DATA_DIR": "./holdguard-data",
-    "HOLDGUARD_PAGES_TOKEN": "",  # empty: pages answer only on localhost
-}
+    app.core      pure: the hold policy, times, phones, product identity, records
+    app.storage   the database: schema and migrations, one module of SQL per area
+    audits        the audit pipeline: audio -> spans -> messages -> findings -> reports
+    app.web       Flask: the Twilio webhooks, the CRM API, the pages
+    app.cli       click: the `holdguard` command
+
+(tests/test_layers.py holds the rule.)
+"""
 
 
-def load_config(overrides: dict | None = None) -> dict:
-    """Defaults, then the environment, then explicit overrides (tests, CLI flags)."""
-    config = {key: os.environ.get(key, default) for key, default in DEFAULTS.items()}
-    config.update(overrides or {})
-    return config
+def create_app(test_config: dict | None = None):
+    """The Flask app, as gunicorn loads it: `gunicorn 'app:create_app()'`.
 
+    Flask is imported only when an app is made, so CLI commands that need none start faster.
+    """
+    from app.web.factory import create_app as create_web_app
 
-def create_app(test_config: dict | None = None) -> "Flask":
-    """Application factory: nothing touches the database until a request does, except adding the
-    columns this version needs to an existing one (app.db.upgrade_existing)."""
-    from flask import Flask
-
-    app = Flask(__name__)
-    app.config.update(load_config(test_config))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    from app import db
-    db.init_app(app)
-
-    from app import api, twilio_hold
-    app.register_blueprint(twilio_hold.bp)
-    app.register_blueprint(api.bp)
-
-    try:  # the pages blueprint arrives with the web UI
-        from app import reports
-    except ImportError:
-        reports = None
-    if reports is not None:
-        app.register_blueprint(reports.bp)
-    return app
+    return create_web_app(test_config)

@@ -25,8 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app.core.files import file_sha256
+from audits.classify import CatalogMessage
+
 if TYPE_CHECKING:  # the numeric stack loads in workers after their thread limits are set
-    from audits.data import AuditResult, Context
+    from app.core.audit import AuditResult, Context
 
 # What _start_worker loaded, once per worker process.
 _worker_transcriber = None
@@ -104,7 +107,10 @@ def audit_batch(files: list[Path], db, *, engine: str, model: str, context_file:
     workers load their own. Contexts (--context file, sidecars, the webhook database) are resolved
     first, here; a bad one fails that file only.
     """
-    from audits import context as caller_context, store
+    # Here, not at the top: sqlite_utils loads numpy, and workers import this module before
+    # _start_worker limits their threads.
+    from app.storage import audits as store
+    from audits import context as caller_context
 
     progress = progress or Progress()
     catalog = caller_context.load_catalog(db)
@@ -159,11 +165,11 @@ class LoadingEngine:
         except BaseException as error:  # handed to whoever transcribes first
             self._loaded.set_exception(error)
 
-    def transcribe(self, samples, start_s: float = 0.0):
-        return self._loaded.result().transcribe(samples, start_s=start_s)
+    def transcribe(self, samples, start_s: float = 0.0, prompt: str | None = None):
+        return self._loaded.result().transcribe(samples, start_s=start_s, prompt=prompt)
 
-    def transcribe_many(self, clips, starts_s=None):
-        return self._loaded.result().transcribe_many(clips, starts_s)
+    def transcribe_many(self, clips, starts_s=None, prompt: str | None = None):
+        return self._loaded.result().transcribe_many(clips, starts_s, prompt=prompt)
 
 
 def _report_failure(progress: Progress, path: Path, error: str) -> tuple[str, str]:
@@ -173,7 +179,7 @@ def _report_failure(progress: Progress, path: Path, error: str) -> tuple[str, st
 
 def _audit_task(task: Task, transcriber, catalog: list, progress: Progress | None = None) -> Outcome:
     """Audit one recording (in this process or a worker); never raises."""
-    from audits import pipeline, store
+    from audits import pipeline
 
     name = task.path.name[-32:]
     on_segment = None
@@ -182,7 +188,7 @@ def _audit_task(task: Task, transcriber, catalog: list, progress: Progress | Non
         on_segment = lambda done, total: progress.set_postfix_str(f"{name} speech {done}/{total}")  # noqa: E731
     try:
         result = pipeline.audit_file(task.path, task.context, transcriber, catalog, on_segment=on_segment)
-        return Outcome(task.index, task.path, result=result, sha256=store.file_sha256(task.path))
+        return Outcome(task.index, task.path, result=result, sha256=file_sha256(task.path))
     except Exception as error:  # one bad file must not sink the batch; the error names it
         return Outcome(task.index, task.path, error=one_line_error(task.path, error))
 
@@ -231,7 +237,6 @@ def _start_worker(engine: str, model: str, threads: int, plain_catalog: list) ->
     global _worker_transcriber, _worker_catalog, _worker_error
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = str(threads)
-    from audits.classify import CatalogMessage
     from audits.transcribe import load_engine
 
     _worker_catalog = [CatalogMessage(text, products) for text, products in plain_catalog]

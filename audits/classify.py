@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from audits.data import Category, Message
+from app.core.audit import Category, Message
+from app.core.products import same_product
 from audits.messages import normalise, same_message
 
 NUMBER = r"\d[\d.]*"
@@ -30,6 +31,8 @@ CUES: dict[Category, list[tuple[str, int]]] = {
         (r"\bask your agent (about|how)\b", 2), (r"\bsign up\b", 2), (r"\bspecial (offer|price|deal)", 2),
         (r"\bfree (month|months|trial|gift|phone)", 2), (r"\bapply (now|today)\b", 2),
         (r"\b(get|buy|try|order) (the|a|our) (brand )?new\b", 2), (rf"\b(only|just) {NUMBER} (dollars|a month)", 2),
+        # a price however it was heard: "for only 9 to 9 a month" ("nine ninety-nine" misheard)
+        (r"\b(only|just)( \S+){1,4} (a|per) (month|year)\b", 2),
         (r"\bdeals?\b", 1), (r"\bplans?\b", 1), (r"\bcards?\b", 1), (r"\bloans?\b", 1),
         (r"\bsave\b", 1), (r"\bnew\b", 1), (r"\bper month\b|\ba month\b", 1), (r"\brewards?\b", 1),
     ],
@@ -43,6 +46,10 @@ CUES: dict[Category, list[tuple[str, int]]] = {
         (rf"\bnumber {NUMBER} in (the )?(queue|line)\b", 3), (r"\bestimated wait( time)?\b", 3),
         (rf"\b(wait|hold) time (is|of) (about |approximately |around )?{NUMBER}", 3),
         (r"\bcallers? ahead of you\b", 3), (r"\bposition in (the )?(queue|line)\b", 3),
+        # "You are currently caller number 7", also misheard ("called a number ...", "calling a number")
+        (rf"\b(you are|you re) (currently )?(caller )?number {NUMBER}\b", 3), (r"\bcaller number\b", 3),
+        (rf"\b{NUMBER} (st|nd|rd|th) (caller|in (the )?(queue|line))\b", 3),
+        (r"\byou (are|re) currently call\w*\b", 2), (r"\bwaiting to speak (with|to)\b", 1),
         (rf"\b{NUMBER} minutes?\b", 1),
     ],
     "tip": [
@@ -132,11 +139,6 @@ def mentions(text: str, product: str) -> bool:
     return bool(product_pattern(product).search(normalise(text)))
 
 
-def same_product(a: str, b: str) -> bool:
-    """Whether two product names are one product, ignoring case, spacing and number words."""
-    return normalise(a).replace(" ", "") == normalise(b).replace(" ", "")
-
-
 def extract_products(text: str, known_products=(), also_heard=(), found=()) -> list[str]:
     """Products a transcript names: `found` (already known), then known names (as spelled in the
     list), then capitalised names in the text that are none of those.
@@ -170,10 +172,13 @@ def classify_messages(messages: list[Message], known_products=(), texts_heard: d
     classified = []
     for message in messages:
         category, cue = classify_text(message.text)
+        heard = [message.text, *(texts_heard or {}).get(message.id, ())]
+        sold = catalog_products(heard, catalog)
+        if sold and category != "promo":  # the flow plays it as a promo, whatever words were misheard
+            category, cue = "promo", "promo: a play of the hold flow's promo for " + ", ".join(sold)
         products = []
         if category == "promo":
-            heard = [message.text, *(texts_heard or {}).get(message.id, ())]
-            products = extract_products(message.text, known_products, heard, found=catalog_products(heard, catalog))
+            products = extract_products(message.text, known_products, heard, found=sold)
         classified.append(replace(message, category=category, cue=cue, products=products))
     return classified
 

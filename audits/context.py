@@ -29,9 +29,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.policy import SEVERITIES
-from audits.classify import same_product
-from audits.data import Context, Issue
+from app.core.audit import Context, Issue
+from app.core.phones import to_e164
+from app.core.policy import SEVERITIES
+from app.core.products import same_product
+from app.storage import catalog, crm, playlog, recordings
+from audits.classify import CatalogMessage
 
 CONTEXT_KEYS = ("open_issues", "owned_products", "queue", "call_sid", "phone")
 ISSUE_KEYS = ("id", "severity", "summary")
@@ -81,10 +84,7 @@ def call_sid_from_name(audio_path: str | Path, db=None) -> str | None:
         return None
     if match.group(1) == "CA":
         return match.group(0)
-    if db is None or not db["recordings"].exists():
-        return None
-    rows = list(db.query("select call_sid from recordings where sid = ?", [match.group(0)]))
-    return rows[0]["call_sid"] if rows and rows[0]["call_sid"] else None
+    return recordings.call_sid_of(db, match.group(0)) if db is not None else None
 
 
 def read_context_file(path: str | Path) -> ResolvedContext:
@@ -172,55 +172,23 @@ def from_database(db, call_sid: str | None = None, phone: str | None = None) -> 
 
     Open issues: those open when the call started if the call's start is known, else those open now.
     """
-    from app.callers import load_caller
-    from app.phones import to_e164
-
-    if not (db["customers"].exists() and db["issues"].exists()):
-        return None
-    caller_phone, queue, started_at = None, None, None
-    if call_sid and db["calls"].exists():
-        rows = list(db.query("select caller, queue, started_at, julianday(started_at) is not null as readable "
-                             "from calls where call_sid = ?", [call_sid]))
-        if rows:
-            caller_phone, queue = rows[0]["caller"], rows[0]["queue"]
-            started_at = rows[0]["started_at"] if rows[0]["readable"] else None
+    call = playlog.call_link(db, call_sid)
+    caller_phone = call["caller"] if call else None
+    queue = call["queue"] if call else None
+    started_at = call["started_at"] if call and call["started_at"] else None
     if caller_phone is None and phone:
         try:
             caller_phone = to_e164(phone)
         except ValueError:
             return None
-    caller = load_caller(db, caller_phone) if caller_phone else None
+    caller = crm.load_caller(db, caller_phone) if caller_phone else None
     if caller is None:
         return Context(queue=queue) if queue else None
     if started_at is None:
-        issues = [_audit_issue(i.id, i.severity, i.summary) for i in caller.open_issues]
+        issues = [Issue(i.id, i.severity or "medium", i.summary) for i in caller.open_issues]
     else:
-        issues = issues_open_at(db, caller_phone, started_at)
+        issues = crm.issues_open_at(db, caller_phone, started_at)
     return Context(open_issues=issues, owned_products=list(caller.products), queue=queue, issues_as_of=started_at)
-
-
-def issues_open_at(db, phone_e164: str, at: str) -> list[Issue]:
-    """The issues of the customers on `phone_e164` that were open at `at` (ISO 8601, as calls.started_at).
-
-    Open at `at`: opened_at <= at and not closed by then (closed_at IS NULL or > at). Times are
-    compared as instants (julianday), not as text: the CRM import writes seconds ("...:00Z") and the
-    webhook milliseconds ("...:00.500Z"), which do not sort together as text. A time SQLite cannot
-    read (NULL in old rows, '') counts as none: no opening time means "always was", no closing time
-    "still open".
-    Same order as app.callers.load_caller: by customer, then opening time.
-    """
-    rows = db.query("select i.id, i.severity, i.summary from customers c "
-                    "join issues i on i.customer_id = c.customer_id "
-                    "where c.phone_e164 = :phone "
-                    "and coalesce(julianday(i.opened_at) <= julianday(:at), 1) "
-                    "and coalesce(julianday(i.closed_at) > julianday(:at), 1) "
-                    "order by c.customer_id, i.opened_at, i.id", {"phone": phone_e164, "at": at})
-    return [_audit_issue(row["id"], row["severity"], row["summary"]) for row in rows]
-
-
-def _audit_issue(issue_id: str, severity: str | None, summary: str | None) -> Issue:
-    """A database issue as the rules take it: a missing severity counts as medium (as in context files)."""
-    return Issue(issue_id, severity or "medium", summary or "")
 
 
 def merge(first: Context, second: Context) -> Context:
@@ -233,12 +201,7 @@ def merge(first: Context, second: Context) -> Context:
                    issues_as_of=first.issues_as_of or second.issues_as_of)
 
 
-def load_catalog(db) -> list:
+def load_catalog(db) -> list[CatalogMessage]:
     """The hold flow's spoken messages and their products (`holdguard flows load`), to name what promos sell."""
-    from app.flows import load_catalog as load_flow
-    from audits.classify import CatalogMessage
-
-    if not (db["segments"].exists() and db["queues"].exists()):
-        return []
-    return [CatalogMessage(segment.say or "", tuple(segment.products)) for segment in load_flow(db).segments
+    return [CatalogMessage(segment.say or "", tuple(segment.products)) for segment in catalog.load_catalog(db).segments
             if segment.say or segment.products]

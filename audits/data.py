@@ -1,16 +1,16 @@
-"""Plain data passed between the audit stages. No I/O, no behaviour beyond (de)serialising."""
+"""Plain data inside the audit pipeline: the audio and what the speech engine heard.
+
+What an audit finds (spans, messages, findings) is in app.core.audit: storage keeps it.
+"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # only an annotation here: stages that hold text need not load numpy
+    import numpy as np
 
 SAMPLE_RATE = 16_000  # Hz; every stage after loading works at this rate, mono float32
-
-SegmentKind = Literal["speech", "music", "silence"]
-Category = Literal["promo", "reassurance", "wait", "notice", "tip", "other"]
-Severity = Literal["low", "medium", "high"]
 
 
 @dataclass
@@ -24,17 +24,6 @@ class Audio:
 
 
 @dataclass
-class Segment:
-    start_s: float
-    end_s: float
-    kind: SegmentKind
-
-    @property
-    def duration_s(self) -> float:
-        return self.end_s - self.start_s
-
-
-@dataclass
 class Transcript:
     """What the speech engine heard in one speech segment (one play of a message)."""
     start_s: float
@@ -43,84 +32,3 @@ class Transcript:
     avg_logprob: float = 0.0
     no_speech_prob: float = 0.0
     compression_ratio: float = 0.0
-
-
-@dataclass
-class Issue:
-    id: str
-    severity: str = "medium"  # low | medium | high | critical
-    summary: str = ""
-
-
-@dataclass
-class Context:
-    """Who was on hold: from --context, a sidecar <stem>.context.json, or the webhook's database."""
-    open_issues: list[Issue] = field(default_factory=list)
-    owned_products: list[str] = field(default_factory=list)
-    queue: str | None = None
-    issues_as_of: str | None = None  # the call's start when the issues are those open then (ISO 8601)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Context":
-        return cls(
-            open_issues=[Issue(**{k: v for k, v in issue.items() if k in ("id", "severity", "summary")})
-                         for issue in data.get("open_issues", [])],
-            owned_products=list(data.get("owned_products", [])),
-            queue=data.get("queue"),
-            issues_as_of=data.get("issues_as_of"),
-        )
-
-
-@dataclass
-class Message:
-    """One distinct recorded message and every time it was played."""
-    id: str  # "m1", "m2", ... in order of first play
-    text: str  # transcript of one play (the representative)
-    play_times_s: list[float]  # start of each play
-    play_ends_s: list[float]  # end of each play, same order
-    category: Category = "other"
-    products: list[str] = field(default_factory=list)
-    cue: str = ""  # why it got its category, e.g. 'sells: "upgrade", "brand new"'
-
-    @property
-    def plays(self) -> int:
-        return len(self.play_times_s)
-
-    @property
-    def played_s(self) -> float:
-        return sum(end - start for start, end in zip(self.play_times_s, self.play_ends_s))
-
-
-@dataclass
-class Finding:
-    rule: str
-    severity: Severity
-    message_id: str | None
-    count: int
-    evidence: str  # one line a person can read
-    at_s: list[float]
-
-
-@dataclass
-class AuditResult:
-    recording: str
-    duration_s: float
-    segments: list[Segment]
-    messages: list[Message]
-    findings: list[Finding]
-    summary: dict  # speech_s, music_s, silence_s, promo_s, promo_share, findings
-    context: Context = field(default_factory=Context)
-
-    def to_json(self) -> dict:
-        """The report's JSON contract (issue #4): exactly these keys."""
-        return {
-            "recording": self.recording,
-            "duration_s": round(self.duration_s, 2),
-            "segments": [{"start_s": round(s.start_s, 2), "end_s": round(s.end_s, 2), "kind": s.kind}
-                         for s in self.segments],
-            "messages": [{"id": m.id, "category": m.category, "text": m.text, "plays": m.plays,
-                          "play_times_s": [round(t, 2) for t in m.play_times_s], "products": m.products}
-                         for m in self.messages],
-            "findings": [asdict(f) | {"at_s": [round(t, 2) for t in f.at_s]} for f in self.findings],
-            "summary": self.summary,
-        }

@@ -30,7 +30,9 @@ from collections.abc import Hashable, Sequence
 
 from rapidfuzz import fuzz
 
-from audits.data import Message, Transcript
+from app.core.audit import Message
+
+from audits.data import Transcript
 
 SAME_RATIO = 72  # whole-text similarity (0-100) above which two transcripts are one message
 SAME_SUBSET_RATIO = 90  # token-set similarity for a play that is a cut-short copy of another

@@ -19,7 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from audits import classify, messages, rules
-from audits.data import SAMPLE_RATE, Audio, AuditResult, Context, Segment, Transcript
+from app.core.audit import AuditResult, Context, Span
+from audits.data import SAMPLE_RATE, Audio, Transcript
 
 # Speech segments can start a syllable late (a soft onset under the fading music); Whisper then
 # drops the first word ("Upgrade to..." heard as "to the..."). Each clip gets this much of what
@@ -52,7 +53,7 @@ def audit_file(path: str | Path, context: Context | None, transcriber,
                    group_keys=keys, known_products=known_products)
 
 
-def split(audio: Audio, levels_db) -> list[Segment]:
+def split(audio: Audio, levels_db) -> list[Span]:
     """audits.segment.split, with the frame levels measured while the audio was decoded (audits.spool):
     the segmenter then reads the samples only where its VAD looks."""
     from audits import segment
@@ -60,7 +61,7 @@ def split(audio: Audio, levels_db) -> list[Segment]:
     return segment.split(audio, levels_db)
 
 
-def transcribe_segments(audio: Audio, segments: list[Segment], transcriber,
+def transcribe_segments(audio: Audio, segments: list[Span], transcriber,
                         on_segment: Callable[[int, int], None] | None = None) -> list[Transcript]:
     """One Transcript per speech segment, in order, the engine run on every one of them;
     music and silence are never sent to the engine."""
@@ -68,7 +69,7 @@ def transcribe_segments(audio: Audio, segments: list[Segment], transcriber,
     return transcribe_plays(audio, speech, range(len(speech)), transcriber, on_segment)
 
 
-def transcribe_distinct(audio: Audio, segments: list[Segment], transcriber,
+def transcribe_distinct(audio: Audio, segments: list[Span], transcriber,
                         on_segment: Callable[[int, int], None] | None = None) -> tuple[list[Transcript], list[int]]:
     """One Transcript per speech segment, in order, the engine run once per acoustic group.
 
@@ -89,7 +90,7 @@ def transcribe_distinct(audio: Audio, segments: list[Segment], transcriber,
             for span, label in zip(speech, labels)], labels
 
 
-def transcribe_plays(audio: Audio, speech: list[Segment], indices: Iterable[int], transcriber,
+def transcribe_plays(audio: Audio, speech: list[Span], indices: Iterable[int], transcriber,
                      on_segment: Callable[[int, int], None] | None = None) -> list[Transcript]:
     """The engine's Transcripts of the speech segments at `indices` (padded clips), each timed as its
     segment. Clips go to the engine's `transcribe_many` BATCH_CLIPS at a time (engines that batch
@@ -114,7 +115,7 @@ def _sample(at_s: float) -> int:
     return int(at_s * SAMPLE_RATE)
 
 
-def clip_bounds_s(speech: list[Segment], index: int, duration_s: float) -> tuple[float, float]:
+def clip_bounds_s(speech: list[Span], index: int, duration_s: float) -> tuple[float, float]:
     """Where to cut speech segment `index` for the engine: padded, but not into its speech neighbours."""
     span = speech[index]
     earliest_s = speech[index - 1].end_s if index > 0 else 0.0
@@ -122,7 +123,7 @@ def clip_bounds_s(speech: list[Segment], index: int, duration_s: float) -> tuple
     return max(span.start_s - CLIP_PAD_BEFORE_S, earliest_s), min(span.end_s + CLIP_PAD_AFTER_S, latest_s)
 
 
-def analyse(recording: str, duration_s: float, segments: list[Segment], transcripts: list[Transcript],
+def analyse(recording: str, duration_s: float, segments: list[Span], transcripts: list[Transcript],
             context: Context | None = None, catalog: Iterable[classify.CatalogMessage] = (),
             group_keys: list | None = None, known_products: Iterable[str] = ()) -> AuditResult:
     """Group, classify and judge transcribed plays; `group_keys` are optional acoustic groups (issue #5)."""

@@ -15,8 +15,9 @@ import json
 from datetime import datetime, timezone
 from html import escape
 
-from audits.data import AuditResult
+from app.core.audit import AuditResult
 from audits.rules import clock
+from audits.timeline import timeline_svg
 
 FORMATS = ("json", "md", "html")
 EXTENSIONS = {"json": ".json", "md": ".md", "html": ".html"}
@@ -258,11 +259,7 @@ def _html_table(headers: list[str], rows: list[list[str]], caption: str, link_fi
 
 
 def _timeline_picture(result: AuditResult) -> str:
-    """The SVG timeline (audits.timeline) when present, else the text strip."""
-    try:
-        from audits.timeline import timeline_svg
-    except ImportError:
-        return f"<pre>{_h(timeline_strip(result))}</pre>"
+    """The SVG timeline."""
     return f'<figure aria-label="Timeline">{timeline_svg(result)}</figure>'
 
 

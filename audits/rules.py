@@ -16,8 +16,8 @@ Everything here is pure: data in, findings out.
 """
 from __future__ import annotations
 
-from audits.classify import same_product
-from audits.data import Context, Finding, Message, Segment, Severity
+from app.core.audit import Context, Finding, Message, Severity, Span
+from app.core.products import same_product
 
 REPEATED_PROMO_MIN_PLAYS = 3
 REPEATED_REASSURANCE_MIN_PLAYS = 4
@@ -62,7 +62,7 @@ def _with_cue(evidence: str, message: Message) -> str:
     return f"{evidence}; {message.cue}" if message.cue else evidence
 
 
-def summarise(segments: list[Segment], messages: list[Message], duration_s: float) -> dict:
+def summarise(segments: list[Span], messages: list[Message], duration_s: float) -> dict:
     """Seconds of speech / music / silence, seconds of promos and their share of the hold."""
     seconds = {kind: float(sum(s.duration_s for s in segments if s.kind == kind))
                for kind in ("speech", "music", "silence")}
@@ -139,22 +139,22 @@ def promo_share_high(messages: list[Message], summary: dict, duration_s: float) 
                     len(play_times_s), evidence, play_times_s)]
 
 
-def inner_silences(segments: list[Segment]) -> list[Segment]:
+def inner_silences(segments: list[Span]) -> list[Span]:
     """Silences between the first and the last non-silent moment, adjacent pieces joined."""
     sounds = [s for s in segments if s.kind != "silence"]
     if not sounds:
         return []
     first_sound_s, last_sound_s = sounds[0].start_s, max(s.end_s for s in sounds)
-    joined: list[Segment] = []
+    joined: list[Span] = []
     for segment in sorted((s for s in segments if s.kind == "silence"), key=lambda s: s.start_s):
         if joined and segment.start_s - joined[-1].end_s <= SILENCE_JOIN_GAP_S:
-            joined[-1] = Segment(joined[-1].start_s, max(joined[-1].end_s, segment.end_s), "silence")
+            joined[-1] = Span(joined[-1].start_s, max(joined[-1].end_s, segment.end_s), "silence")
         else:
-            joined.append(Segment(segment.start_s, segment.end_s, "silence"))
+            joined.append(Span(segment.start_s, segment.end_s, "silence"))
     return [s for s in joined if s.start_s >= first_sound_s and s.end_s <= last_sound_s]
 
 
-def long_silence(segments: list[Segment]) -> list[Finding]:
+def long_silence(segments: list[Span]) -> list[Finding]:
     """One finding listing every silence of LONG_SILENCE_MIN_S or more inside the hold."""
     silences = [s for s in inner_silences(segments) if s.duration_s >= LONG_SILENCE_MIN_S]
     if not silences:
@@ -168,7 +168,7 @@ def long_silence(segments: list[Segment]) -> list[Finding]:
                     evidence, [s.start_s for s in silences])]
 
 
-def find(messages: list[Message], segments: list[Segment], duration_s: float,
+def find(messages: list[Message], segments: list[Span], duration_s: float,
          context: Context | None = None, summary: dict | None = None) -> list[Finding]:
     """All findings for one recording, grouped by rule in the order of the module docstring."""
     context = context or Context()

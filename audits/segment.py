@@ -18,7 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from audits.data import SAMPLE_RATE, Audio, Segment
+from app.core.audit import Span
+
+from audits.data import SAMPLE_RATE, Audio
 
 FRAME_N = 512  # samples per analysis frame: Silero's window at 16 kHz (32 ms)
 FRAME_S = FRAME_N / SAMPLE_RATE
@@ -50,7 +52,7 @@ SILENCE, MUSIC, SPEECH = 0, 1, 2
 KIND_NAMES = {SILENCE: "silence", MUSIC: "music", SPEECH: "speech"}
 
 
-def split(audio: Audio, levels_db: np.ndarray | None = None) -> list[Segment]:
+def split(audio: Audio, levels_db: np.ndarray | None = None) -> list[Span]:
     """Ordered, contiguous segments (speech | music | silence) covering the whole recording.
 
     `levels_db` may be given when the frame levels were measured while decoding
@@ -252,10 +254,10 @@ def _absorb_short_runs(labels: np.ndarray) -> np.ndarray:
     return labels
 
 
-def to_segments(labels: np.ndarray, duration_s: float) -> list[Segment]:
+def to_segments(labels: np.ndarray, duration_s: float) -> list[Span]:
     """Frame labels to contiguous segments; the last one ends exactly at the end of the audio."""
     starts, lengths = _runs(labels)
-    segments = [Segment(start_s=float(start * FRAME_S), end_s=float((start + length) * FRAME_S),
+    segments = [Span(start_s=float(start * FRAME_S), end_s=float((start + length) * FRAME_S),
                         kind=KIND_NAMES[int(labels[start])])
                 for start, length in zip(starts, lengths)]
     segments[-1].end_s = duration_s

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from html import escape
 
-from audits.data import AuditResult
+from app.core.audit import AuditResult
 
 CATEGORY_COLOURS = {  # Okabe-Ito: tells the categories apart with colour-blindness too
     "promo": "#D55E00",

@@ -4,7 +4,7 @@ from click.testing import CliRunner
 from twilio.request_validator import RequestValidator
 
 from app import create_app
-from app.db import connect, init_schema
+from app.storage.schema import open_database
 
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 BASE_URL = "https://hold.example.com"
@@ -14,9 +14,7 @@ API_TOKEN = "test-api-token"
 @pytest.fixture
 def db_path(tmp_path):
     path = tmp_path / "holdguard.db"
-    db = connect(path)
-    init_schema(db)
-    db.conn.close()
+    open_database(path).close()
     return path
 
 

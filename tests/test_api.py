@@ -6,8 +6,8 @@ import pytest
 from sqlite_utils.db import NotFoundError
 
 from app import create_app
-from app.customers import import_customers
-from app.db import connect
+from app.storage.crm import import_customers
+from app.storage.connect import connect
 from tests.conftest import API_TOKEN
 
 DEMO_CUSTOMERS = Path(__file__).parent.parent / "app" / "demo_data" / "customers.json"

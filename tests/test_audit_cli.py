@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from app.cli import main
-from app.db import connect
-from audits import store
-from audits.cli import ENGINES, decide_format, is_folder_target
+from app.storage.connect import connect
+from app.storage import audits as store
+from app.cli.audit import ENGINES, decide_format, is_folder_target
 from audits.context import ContextError, parse_context, read_context_file, resolve, sidecar_path
-from audits.data import AuditResult, Context, Issue, Message, Segment
+from app.core.audit import AuditResult, Context, Issue, Message, Span
 from tests.audio_fixtures import make_hold
 
 DANA = {"open_issues": [{"id": "CASE-1042", "severity": "high", "summary": "Galaxy S7 reboots during calls"}],
@@ -78,7 +78,7 @@ def test_resolve_prefers_the_given_file_over_the_sidecar(tmp_path):
 @pytest.fixture
 def crm_db(db_path):
     """The demo customers imported, and one call from Dana (C-1001) logged by the webhook."""
-    from app.customers import import_customers
+    from app.storage.crm import import_customers
 
     db = connect(db_path)
     import_customers(db, Path("app/demo_data/customers.json"))
@@ -124,7 +124,8 @@ def test_folder_targets(tmp_path):
 
 
 def test_engine_choices_match_the_transcribe_stage():
-    from audits import cli, transcribe
+    from app.cli import audit as cli
+    from audits import transcribe
 
     assert ENGINES == transcribe.ENGINES
     assert cli.DEFAULT_ENGINE == transcribe.DEFAULT_ENGINE
@@ -231,7 +232,7 @@ def test_unknown_model_is_one_line(runner, music_only):
 
 def stored(db_path, recording, text, category="promo"):
     db = connect(db_path)
-    result = AuditResult(recording, 60.0, [Segment(0.0, 60.0, "speech")],
+    result = AuditResult(recording, 60.0, [Span(0.0, 60.0, "speech")],
                          [Message("m1", text, [5.0, 35.0], [12.0, 42.0], category=category)], [],
                          {"speech_s": 60.0, "music_s": 0.0, "silence_s": 0.0, "promo_s": 14.0,
                           "promo_share": 0.23, "findings": 0})
@@ -278,7 +279,8 @@ def test_database_context_by_recording_sid_linked_to_its_call(tmp_path, crm_db):
 
 
 def test_catalog_from_the_loaded_hold_flow(crm_db):
-    from app.flows import read_flow_file, save_catalog
+    from app.core.flows import read_flow_file
+    from app.storage.catalog import save_catalog
     from audits.context import load_catalog
 
     assert load_catalog(crm_db) == []

@@ -23,8 +23,9 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import main
-from app.db import connect, init_schema
-from audits import store
+from app.storage.connect import connect
+from app.storage.schema import migrate as init_schema
+from app.storage import audits as store
 from audits.report import render
 from tests.audio_fixtures import DEMO_MESSAGES, HoldRecording, make_hold
 
@@ -81,8 +82,9 @@ def batch(tmp_path_factory) -> Batch:
     db_path = folder / "holdguard.db"
     db = connect(db_path)
     init_schema(db)
-    from app.customers import import_customers
-    from app.flows import read_flow_file, save_catalog
+    from app.storage.crm import import_customers
+    from app.core.flows import read_flow_file
+    from app.storage.catalog import save_catalog
 
     demo_data = Path(__file__).parent.parent / "app" / "demo_data"
     save_catalog(db, read_flow_file(demo_data / "flows.toml"))

@@ -13,8 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import main
-from app.db import connect
-from audits import batch, store
+from app.storage.connect import connect
+from app.core.files import file_sha256
+from app.storage import audits as store
+from audits import batch
 from tests.audio_fixtures import make_hold
 
 pytestmark = pytest.mark.slow
@@ -43,8 +45,9 @@ def audit(db_path, files, *options):
 def database_with_the_demo_flow(db_path: Path) -> Path:
     """A database as deployed: the hold flow's catalog (which names what each promo sells) loaded.
     Workers get the catalog from the parent, so the two runs below also check that it reaches them."""
-    from app.db import init_schema
-    from app.flows import read_flow_file, save_catalog
+    from app.storage.schema import migrate as init_schema
+    from app.core.flows import read_flow_file
+    from app.storage.catalog import save_catalog
 
     db = connect(db_path)
     init_schema(db)
@@ -84,7 +87,7 @@ def test_the_bad_file_is_reported_and_the_rest_stored(runs, recordings):
     reports = {r["recording"]: r for r in json.loads(result.stdout)}
     for row in rows:
         assert store.load(db, row["id"]).to_json() == reports[row["recording"]]
-        assert row["sha256"] == store.file_sha256(row["recording"])
+        assert row["sha256"] == file_sha256(row["recording"])
 
 
 def spawned_workers() -> list[int]:

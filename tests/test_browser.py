@@ -9,9 +9,9 @@ import soundfile
 from werkzeug.serving import make_server
 
 from app import create_app
-from app.db import connect
-from audits import store
-from audits.data import AuditResult, Context, Finding, Issue, Message, Segment
+from app.storage.connect import connect
+from app.storage import audits as store
+from app.core.audit import AuditResult, Context, Finding, Issue, Message, Span
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -37,9 +37,9 @@ def hold_audit(recording: Path) -> AuditResult:
                     play_times_s=[5.0, 20.0], play_ends_s=[10.0, 25.0], products=["Galaxy S7"])
     return AuditResult(
         recording=str(recording), duration_s=HOLD_S,
-        segments=[Segment(0, 5, "music"), Segment(5, 10, "speech"), Segment(10, 20, "music"),
-                  Segment(20, 25, "speech"), Segment(25, 28, "music"), Segment(28, 36, "silence"),
-                  Segment(36, 40, "music")],
+        segments=[Span(0, 5, "music"), Span(5, 10, "speech"), Span(10, 20, "music"),
+                  Span(20, 25, "speech"), Span(25, 28, "music"), Span(28, 36, "silence"),
+                  Span(36, 40, "music")],
         messages=[promo],
         findings=[Finding("promo_during_open_issue", "high", "m1", 2,
                           "promo m1 played 2 times while CASE-1042 (high) was open", [5.0, 20.0])],

@@ -3,7 +3,7 @@ import pytest
 
 from audits.classify import (CatalogMessage, classify_messages, classify_text, extract_products, mentions,
                               same_product)
-from audits.data import Message
+from app.core.audit import Message
 
 
 @pytest.mark.parametrize("text, category", [

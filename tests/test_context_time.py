@@ -1,8 +1,8 @@
 """An audited call is judged by the issues open when the call happened, not by today's.
 
 The database is built the way a deployment builds it: customers through two real
-CRM imports (app.customers.import_customers, with their clock given), calls through
-the webhook's writer (app.callers.record_call_start). Dana's story, in UTC:
+CRM imports (app.storage.crm.import_customers, with their clock given), calls through
+the webhook's writer (app.storage.playlog.record_call_start). Dana's story, in UTC:
 
     2026-11-19 10:00   call EARLY         nothing open yet
     2026-11-20 09:12   CASE-1042 opened   (first import, 09:15)
@@ -23,12 +23,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from app.callers import record_call_start
+from app.storage.playlog import record_call_start
 from app.cli import main
-from app.customers import import_customers
-from app.db import connect, init_schema
-from app.flows import read_flow_file, save_catalog
-from audits.context import from_database, issues_open_at, resolve, sidecar_path
+from app.storage.crm import import_customers
+from app.storage.connect import connect
+from app.storage.schema import migrate as init_schema
+from app.core.flows import read_flow_file
+from app.storage.catalog import save_catalog
+from app.storage.crm import issues_open_at
+from audits.context import from_database, resolve, sidecar_path
 from tests.audio_fixtures import make_hold
 
 DEMO = Path(__file__).resolve().parents[1] / "app" / "demo_data"
@@ -100,10 +103,11 @@ def test_an_issue_opened_after_the_call_does_not_count(db):
     assert issue_ids(from_database(db, call_sid=DURING)) == ["CASE-1042"]  # CASE-2000 came later
 
 
-def test_times_compare_as_instants_not_as_text(db):
-    """The import writes seconds, the webhook milliseconds: half a second after opening is after."""
+def test_times_are_stored_in_one_form_and_compare_as_text(db):
+    """The webhook's clock had half a second past the issue's opening: stored in the one form (whole
+    seconds, Z), the call started when the issue was already open."""
     started = db["calls"].get(JUST_OPENED)["started_at"]
-    assert started == "2026-11-20T09:12:00.500Z"
+    assert started == "2026-11-20T09:12:00Z"
     assert issue_ids(from_database(db, call_sid=JUST_OPENED)) == ["CASE-1042"]
 
 
@@ -224,7 +228,8 @@ def test_the_context_says_when_its_issues_were_open(db):
 
 
 def stored_context_line(stem: str, audited_db) -> str:
-    from audits import report, store
+    from app.storage import audits as store
+    from audits import report
 
     (row,) = [row for row in audited_db["audits"].rows if Path(row["path"]).stem == stem]
     return report.context_line(store.load(audited_db, row["id"]))

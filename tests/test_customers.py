@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 
 from app.cli import main
-from app.customers import ImportFileError, customer_view, import_customers
-from app.db import connect
-from app.phones import to_e164
+from app.core.customers import ImportFileError
+from app.storage.crm import customer_view, import_customers
+from app.storage.connect import connect
+from app.core.phones import to_e164
 
 DEMO_CUSTOMERS = Path(__file__).parent.parent / "app" / "demo_data" / "customers.json"
 CSV_HEADER = "customer_id,phone,name,products,marketing_opt_out,issue_id,issue_severity,issue_summary,issue_opened_at\n"

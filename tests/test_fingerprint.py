@@ -11,7 +11,8 @@ import pytest
 
 from audits import fingerprint, pipeline
 from audits.classify import CatalogMessage
-from audits.data import SAMPLE_RATE, Context, Issue
+from app.core.audit import Context, Issue
+from audits.data import SAMPLE_RATE
 from audits.spool import spool
 from audits.transcribe import shared_engine
 from tests.audio_fixtures import DEMO_MESSAGES, ROOT, make_hold
@@ -119,9 +120,9 @@ class CountingEngine:
     def __init__(self, engine):
         self.engine, self.calls = engine, 0
 
-    def transcribe_many(self, clips, starts_s=None):
+    def transcribe_many(self, clips, starts_s=None, prompt=None):
         self.calls += len(clips)
-        return self.engine.transcribe_many(clips, starts_s)
+        return self.engine.transcribe_many(clips, starts_s, prompt)
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +166,10 @@ def test_every_play_gets_its_groups_text_and_progress_counts_engine_runs(loop_ho
     speech = [s for s in segments if s.kind == "speech"]
     assert [(t.start_s, t.end_s) for t in transcripts] == [(s.start_s, s.end_s) for s in speech]
     assert labels == [0, 1, 1, 0, 1, 2, 1]  # the 2nd promo play joined the 1st; the re-recording is group 2
-    for label in set(labels):
-        assert len({t.text for t, of in zip(transcripts, labels) if of == label}) == 1
-    assert engine.calls == 3 and seen == [(3, 3)]  # one batch of three clips
+    # The reassurance is heard surely (avg_logprob -0.35) once, for its four plays. The promo's first
+    # hearing is unsure (-0.75 < LOW_CONFIDENCE_LOGPROB), so its other play is heard too: each decoded
+    # play keeps its own text. The re-recording has no other play.
+    texts = [{t.text for t, of in zip(transcripts, labels) if of == label} for label in (0, 1, 2)]
+    assert [len(heard) for heard in texts] == [2, 1, 1]
+    assert min(t.avg_logprob for t, of in zip(transcripts, labels) if of == 0) < pipeline.LOW_CONFIDENCE_LOGPROB
+    assert engine.calls == 4 and seen == [(3, 3), (4, 4)]  # one batch of three clips, then the promo again

@@ -6,9 +6,10 @@ import pytest
 import sqlite_utils
 
 from app.cli import main
-from app.db import connect
-from app.flows import Flow, FlowError, load_catalog, parse_flow, read_flow_file, save_catalog
-from app.policy import Segment
+from app.storage.connect import connect
+from app.core.flows import Flow, FlowError, parse_flow, read_flow_file
+from app.storage.catalog import load_catalog, save_catalog
+from app.core.policy import Segment
 
 from test_personas import DEMO_DIR
 
@@ -159,7 +160,7 @@ def test_load_cli_writes_the_catalog(runner, db_path):
     galaxy = next(s for s in segments if s["id"] == "galaxy-upgrade")
     assert json.loads(galaxy["products"]) == ["Galaxy S7"] and json.loads(galaxy["queues"]) == ["support"]
     notice = next(s for s in segments if s["id"] == "outage-northeast")
-    assert notice["active_from"] == "2026-01-01T00:00:00.000Z"
+    assert notice["active_from"] == "2026-01-01T00:00:00Z"
     assert load_catalog(connect(db_path)) == read_flow_file(DEMO_FLOW)
 
 
@@ -203,7 +204,7 @@ def test_show_cli(runner, db_path):
     result = runner.invoke(main, ["flows", "show"])
     assert result.exit_code == 0
     assert "[queue.support] 3 music URL(s)" in result.output
-    assert "galaxy-upgrade" in result.output and "2026-01-01T00:00:00.000Z" in result.output
+    assert "galaxy-upgrade" in result.output and "2026-01-01T00:00:00Z" in result.output
 
 
 def test_show_cli_without_a_flow(runner, db_path):

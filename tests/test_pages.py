@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 import soundfile
 
-from app.db import connect
-from app.flows import read_flow_file, save_catalog
-from app.policy import Caller, CallSoFar, Issue, Play, QueueData, decide, format_utc
-from audits import store
-from audits.data import AuditResult, Context, Finding, Issue as AuditIssue, Message, Segment
+from app.storage.connect import connect
+from app.core.flows import read_flow_file
+from app.storage.catalog import save_catalog
+from app.core.policy import Caller, CallSoFar, Decision, Issue, Play, QueueData, decide
+from app.core.times import format_utc
+from app.storage import audits as store
+from app.core.audit import AuditResult, Context, Finding, Issue as AuditIssue, Message, Span
 
 DEMO_FLOW = Path(__file__).resolve().parents[1] / "app" / "demo_data" / "flows.toml"
 HOSTILE = '<script>alert("owned")</script>'
@@ -46,9 +48,9 @@ def audit_result(recording: str, promo_text: str = "Upgrade to the brand new Gal
                     Finding("long_silence", "medium", None, 1, "40 s of silence from 1:20", [80.0])]
     return AuditResult(
         recording=recording, duration_s=130.0,
-        segments=[Segment(0, 6, "speech"), Segment(6, 10, "music"), Segment(10, 18, "speech"),
-                  Segment(18, 60, "music"), Segment(60, 68, "speech"), Segment(68, 80, "music"),
-                  Segment(80, 110, "silence"), Segment(110, 118, "speech"), Segment(118, 130, "music")],
+        segments=[Span(0, 6, "speech"), Span(6, 10, "music"), Span(10, 18, "speech"),
+                  Span(18, 60, "music"), Span(60, 68, "speech"), Span(68, 80, "music"),
+                  Span(80, 110, "silence"), Span(110, 118, "speech"), Span(118, 130, "music")],
         messages=[notice, promo], findings=findings,
         summary={"speech_s": 30.0, "music_s": 70.0, "silence_s": 30.0, "promo_s": 24.0,
                  "promo_share": 24 / 130, "findings": len(findings)},
@@ -309,20 +311,23 @@ def test_flows_without_a_catalog_says_how_to_load_one(client):
 
 # ---- /campaigns ---------------------------------------------------------------------------------
 
-def log_play(db, at: datetime, call_sid: str, caller: str, segment_id: str, kind: str, reason: str,
+def log_play(db, at: datetime, call_sid: str, caller: str, segment_id: str, kind: str, why,
              at_s: float = 0.0):
-    db["plays"].insert({"call_sid": call_sid, "caller": caller, "customer_id": None, "queue": "support",
-                        "segment_id": segment_id, "kind": kind, "at": format_utc(at), "at_s": at_s,
-                        "duration_s": 9.0, "reason": reason})
+    """A play log row; `why` is a policy Decision (its reason, cause and skipped promos are stored) or a reason."""
+    decision = why if isinstance(why, Decision) else Decision(None, why)
+    play_id = db["plays"].insert({"call_sid": call_sid, "caller": caller, "customer_id": None, "queue": "support",
+                                  "segment_id": segment_id, "kind": kind, "at": format_utc(at), "at_s": at_s,
+                                  "duration_s": 9.0, "reason": decision.reason, "cause": decision.cause}).last_pk
+    db["play_skips"].insert_all({"play_id": play_id, "segment_id": skip.promo_id, "cause": skip.cause}
+                                for skip in decision.skipped)
 
 
-def policy_reason(flow, caller: Caller, now: datetime) -> str:
-    """The real policy's reason for the answer after the outage notice and one music chunk."""
+def policy_reason(flow, caller: Caller, now: datetime) -> Decision:
+    """The real policy's decision for the answer after the outage notice and one music chunk."""
     heard = (Play("outage-northeast", "notice", now - timedelta(seconds=100), 0.0, 11.0),
              Play("music-1", "music", now - timedelta(seconds=89), 11.0, 45.0))
-    decision = decide(caller, CallSoFar(plays=heard), (), flow.queues["support"], flow.segments,
-                      QueueData(queue_time_s=100.0), now)
-    return decision.reason
+    return decide(caller, CallSoFar(plays=heard), (), flow.queues["support"], flow.segments,
+                  QueueData(queue_time_s=100.0), now)
 
 
 def test_campaigns_counts_plays_and_skips_from_the_play_log(client, db):
@@ -333,9 +338,10 @@ def test_campaigns_counts_plays_and_skips_from_the_play_log(client, db):
     sick = Caller("+15555550100", "C-1001", open_issues=(Issue("CASE-1042", "high"),))
     fresh = Caller("+15555550102", "C-1003")
     owner_reason = policy_reason(flow, owner, now)  # owns both products: both promos skipped
-    assert "promo galaxy-upgrade skipped" in owner_reason and "promo fiber-offer skipped" in owner_reason
+    assert [tuple(skip) for skip in owner_reason.skipped] == [("galaxy-upgrade", "owned_product"),
+                                                              ("fiber-offer", "owned_product")]
     sick_reason = policy_reason(flow, sick, now)
-    assert "promo skipped: open issue CASE-1042" in sick_reason
+    assert sick_reason.cause == "open_issue" and "promo skipped: open issue CASE-1042" in sick_reason.reason
     fresh_reason = policy_reason(flow, fresh, now)
 
     log_play(db, now - timedelta(hours=1), "CA1", fresh.phone_e164, "galaxy-upgrade", "promo", fresh_reason, 400)
@@ -343,7 +349,8 @@ def test_campaigns_counts_plays_and_skips_from_the_play_log(client, db):
     log_play(db, now - timedelta(days=30), "CA0", fresh.phone_e164, "galaxy-upgrade", "promo", fresh_reason)
     log_play(db, now - timedelta(minutes=5), "CA3", owner.phone_e164, "tip-online-billing", "tip", owner_reason)
     galaxy_owner_reason = policy_reason(flow, Caller("+15555550105", "C-9", products=("Galaxy S7",)), now)
-    assert galaxy_owner_reason.startswith("promo fiber-offer") and "promo galaxy-upgrade skipped" in galaxy_owner_reason
+    assert galaxy_owner_reason.segment.id == "fiber-offer"
+    assert [tuple(skip) for skip in galaxy_owner_reason.skipped] == [("galaxy-upgrade", "owned_product")]
     log_play(db, now - timedelta(minutes=4), "CA5", "+15555550105", "fiber-offer", "promo", galaxy_owner_reason)
     for minutes in (10, 9):  # two answers of one call held back by an open issue
         log_play(db, now - timedelta(minutes=minutes), "CA4", sick.phone_e164, "music-1", "music", sick_reason)
@@ -408,7 +415,7 @@ def test_audit_page_shows_what_the_webhook_played_on_that_call(client, db, tmp_p
 
 @pytest.fixture
 def demo_db(db):
-    from app.customers import import_customers
+    from app.storage.crm import import_customers
 
     save_catalog(db, read_flow_file(DEMO_FLOW))
     import_customers(db, DEMO_FLOW.parent / "customers.json")
@@ -502,7 +509,8 @@ def test_suppression_page_says_who_and_why(client, demo_db):
 
 
 def test_suppression_csv_has_the_export_columns_and_rows(client, demo_db):
-    from app.suppression import HEADER, suppression_rows
+    from app.core.suppression import HEADER
+    from app.storage.crm import suppression_rows
 
     response = client.get("/suppression.csv")
     assert response.status_code == 200 and response.mimetype == "text/csv"

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from app.db import connect
-from app.flows import read_flow_file, save_catalog
-from app.phones import to_e164
-from app.simulate import simulate_call
+from app.storage.connect import connect
+from app.core.flows import read_flow_file
+from app.storage.catalog import save_catalog
+from app.core.phones import to_e164
+from app.web.simulate import simulate_call
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "app" / "demo_data"
 DANA, SAM, NIA, LEE = "+15555550100", "+15555550101", "+15555550102", "+15555550103"

@@ -4,8 +4,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from app.policy import (FALLBACK_MUSIC_URL, Caller, CallSoFar, Issue, Play, QueueData, QueueSettings, Segment,
-                        decide, fallback_decision, product_key, severity_rank)
+from app.core.policy import FALLBACK_MUSIC_URL, Caller, CallSoFar, Issue, Play, QueueData, QueueSettings, Segment, decide, fallback_decision, severity_rank
+
+from app.core.products import product_key
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 QUEUE = QueueSettings(name="support", music=("https://cdn.example.com/a.mp3", "https://cdn.example.com/b.mp3"),
@@ -293,7 +294,7 @@ def test_product_key_ignores_case_and_spacing():
 
 
 def test_promos_blocked_says_why_no_promo_can_play_at_all():
-    from app.policy import promos_blocked
+    from app.core.policy import promos_blocked
     assert promos_blocked(NIA, AFTER_MUSIC, QUEUE) == ""
     assert promos_blocked(None, AFTER_MUSIC, QUEUE) == "promo skipped: unknown caller"
     capped = call_of(MUSIC, ("galaxy-upgrade", "promo", 9))

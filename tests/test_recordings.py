@@ -10,11 +10,12 @@ import pytest
 import soundfile
 
 from app.cli import main
-from app.customers import import_customers
-from app.db import connect
-from app.flows import read_flow_file, save_catalog
-from app.policy import format_utc
-from app.recordings import Outcome, fetch, twilio_client
+from app.storage.crm import import_customers
+from app.storage.connect import connect
+from app.core.flows import read_flow_file
+from app.storage.catalog import save_catalog
+from app.core.times import format_utc
+from audits.fetch import Outcome, fetch, twilio_client
 from tests.fake_twilio import FakeTwilio, new_sid
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,7 +182,7 @@ def test_command_reports_each_recording_and_exits_1_on_failure(cli_env, twilio, 
     good = twilio.add_recording(tone_wav(tmp_path / "good.wav"))
     bad = twilio.add_recording(tone_wav(tmp_path / "bad.wav"))
     twilio.fail_downloads(bad.sid, times=99, mode="error")
-    import app.recordings as recordings
+    import audits.fetch as recordings
     original = recordings.BACKOFF_S
     recordings.BACKOFF_S = 0  # the command's default backoff, without the waiting
     try:
@@ -232,7 +233,7 @@ def generate_hold(path: Path) -> Path:
 @pytest.mark.slow
 def test_fetched_recording_is_linked_to_its_call_and_audited_with_the_callers_issues(
         db, db_path, twilio, client, tmp_path):
-    from audits import store
+    from app.storage import audits as store
     from audits.transcribe import shared_engine
 
     save_catalog(db, read_flow_file(DEMO / "flows.toml"))

@@ -5,7 +5,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from audits.data import AuditResult, Context, Issue, Segment, Transcript
+from app.core.audit import AuditResult, Context, Issue, Span
+
+from audits.data import Transcript
 from audits.pipeline import analyse
 from audits.report import render, timeline_strip
 
@@ -21,14 +23,14 @@ def built_result(recording="hold.wav", texts=None, context=DANA) -> AuditResult:
     texts = texts or [GALAXY, THANKS, GALAXY, GALAXY, THANKS, GALAXY, GALAXY]
     segments, transcripts, at_s = [], [], 0.0
     for index, text in enumerate(texts):
-        segments.append(Segment(at_s, at_s + 50.0, "music"))
+        segments.append(Span(at_s, at_s + 50.0, "music"))
         if index == 3:
-            segments.append(Segment(at_s + 50.0, at_s + 90.0, "silence"))
+            segments.append(Span(at_s + 50.0, at_s + 90.0, "silence"))
             at_s += 40.0
-        segments.append(Segment(at_s + 50.0, at_s + 60.0, "speech"))
+        segments.append(Span(at_s + 50.0, at_s + 60.0, "speech"))
         transcripts.append(Transcript(at_s + 50.0, at_s + 60.0, text))
         at_s += 60.0
-    segments.append(Segment(at_s, 600.0, "music"))
+    segments.append(Span(at_s, 600.0, "music"))
     return analyse(recording, 600.0, segments, transcripts, context)
 
 
@@ -146,7 +148,7 @@ def test_unknown_format():
 
 
 def test_a_hold_with_no_speech_reads_sensibly():
-    quiet = AuditResult("quiet.wav", 60.0, [Segment(0.0, 60.0, "music")], [], [],
+    quiet = AuditResult("quiet.wav", 60.0, [Span(0.0, 60.0, "music")], [], [],
                         {"speech_s": 0.0, "music_s": 60.0, "silence_s": 0.0, "promo_s": 0.0, "promo_share": 0.0,
                          "findings": 0})
     md = render([quiet], "md")

@@ -1,7 +1,7 @@
 """Each rule fires where it should and stays silent where it should not (hand-built messages)."""
 import pytest
 
-from audits.data import Context, Issue, Message, Segment
+from app.core.audit import Context, Issue, Message, Span
 from audits.rules import clock, find, inner_silences, quote, summarise
 
 HOLD_S = 600.0
@@ -20,7 +20,7 @@ def rules(findings):
 
 
 def hold(*messages, segments=(), context=None, duration_s=HOLD_S):
-    segments = list(segments) or [Segment(0.0, duration_s, "music")]
+    segments = list(segments) or [Span(0.0, duration_s, "music")]
     return find(list(messages), segments, duration_s, context)
 
 
@@ -101,7 +101,7 @@ def test_promo_share_high_above_fifteen_percent(played_s, fired, severity):
 def test_all_rules_on_a_bad_hold():
     promo = message("m1", "promo", 6, every_s=90.0, length_s=9.0, products=["Galaxy S7"])
     thanks = message("m2", "reassurance", 4, text="Thank you for your patience.", start_s=50.0)
-    segments = [Segment(0.0, 200.0, "music"), Segment(200.0, 245.0, "silence"), Segment(245.0, 600.0, "music")]
+    segments = [Span(0.0, 200.0, "music"), Span(200.0, 245.0, "silence"), Span(245.0, 600.0, "music")]
     findings = hold(promo, thanks, segments=segments, context=DANA)
     assert rules(findings) == ["repeated_promo", "promo_during_open_issue", "promo_for_owned_product",
                                "repeated_reassurance", "long_silence"]
@@ -110,7 +110,7 @@ def test_all_rules_on_a_bad_hold():
 
 
 def seg(start_s, end_s, kind):
-    return Segment(start_s, end_s, kind)
+    return Span(start_s, end_s, kind)
 
 
 def test_long_silence_inside_the_hold():

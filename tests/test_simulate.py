@@ -6,8 +6,8 @@ import pytest
 import sqlite_utils
 
 from app.cli import main
-from app.policy import parse_utc
-from app.simulate import AdhocCaller, SimulateError, simulate_call
+from app.core.times import parse_utc
+from app.web.simulate import AdhocCaller, SimulateError, simulate_call
 
 from test_personas import DANA, NIA, insert_demo_customers, load_demo_flow
 

@@ -1,6 +1,6 @@
 """Simulated calls are flagged (calls.simulated) and kept out of real callers' history and /campaigns.
 
-Real SQLite, real signed requests: simulations through app.simulate (and the
+Real SQLite, real signed requests: simulations through app.web.simulate (and the
 /flows form), real calls through the webhook with the Flask test client.
 """
 import re
@@ -10,8 +10,9 @@ import pytest
 import sqlite_utils
 
 from app.cli import main
-from app.db import connect, init_schema
-from app.simulate import simulate_call
+from app.storage.connect import connect
+from app.storage.schema import migrate as init_schema
+from app.web.simulate import simulate_call
 
 from test_personas import DANA, NIA, insert_demo_customers, load_demo_flow
 from test_webhook import CALL, WAIT, app_on, signed_post, wait_params
@@ -67,7 +68,7 @@ def test_simulated_calls_are_flagged_and_real_calls_are_not(demo_db, twilio_post
 def test_whichever_request_comes_first_flags_a_simulated_call(demo_db, path):
     """Any of the three webhooks may create the calls row (a lost /voice write): each flags it."""
     app = app_on(demo_db)
-    app.config["HOLDGUARD_SIMULATION"] = True  # as app.simulate builds its app instance
+    app.config["HOLDGUARD_SIMULATION"] = True  # as app.web.simulate builds its app instance
     assert signed_post(app, path, {**wait_params(0), "QueueResult": "bridged"}).status_code == 200
     assert simulated_flag(demo_db, CALL["CallSid"]) == 1
 
@@ -165,6 +166,7 @@ def old_db(demo_db, twilio_post):
     real_call(twilio_post, demo_db, "CA" + "e" * 32, NIA, minutes=5)
     db = sqlite3.connect(demo_db)
     db.execute("ALTER TABLE calls DROP COLUMN simulated")
+    db.execute("DROP TABLE schema_migrations")  # databases before the flag predate recorded migrations
     db.close()
     assert "simulated" not in sqlite_utils.Database(demo_db)["calls"].columns_dict
     return demo_db

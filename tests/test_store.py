@@ -3,9 +3,10 @@ import os
 
 import pytest
 
-from app.db import connect
-from audits import store
-from audits.data import AuditResult, Context, Finding, Issue, Message, Segment
+from app.storage.connect import connect
+from app.storage import audits as store
+from app.storage.schema import AUDIT_CHILD_TABLES
+from app.core.audit import AuditResult, Context, Finding, Issue, Message, Span
 
 SUMMARY = {"speech_s": 9.0, "music_s": 51.0, "silence_s": 0.0, "promo_s": 9.0, "promo_share": 0.15,
            "findings": 1}
@@ -16,14 +17,14 @@ def audit_of(recording, *, at_s=(5.0,)) -> AuditResult:
                     "promo cue: 'upgrade'")
     finding = Finding("promo_during_open_issue", "high", "m1", 1, "promo m1 played while CASE-1 is open",
                       list(at_s))
-    return AuditResult(str(recording), 60.0, [Segment(0, 5, "music"), Segment(5, 14, "speech"),
-                                               Segment(14, 60, "music")],
+    return AuditResult(str(recording), 60.0, [Span(0, 5, "music"), Span(5, 14, "speech"),
+                                               Span(14, 60, "music")],
                        [promo], [finding], dict(SUMMARY),
                        Context([Issue("CASE-1", "high", "reboots")], ["Galaxy S7"], "support"))
 
 
 def rows(db) -> dict:
-    return {table: db[table].count for table in ["audits", *store.CHILD_TABLES]}
+    return {table: db[table].count for table in ["audits", *AUDIT_CHILD_TABLES]}
 
 
 @pytest.fixture

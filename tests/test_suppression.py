@@ -6,11 +6,12 @@ from datetime import datetime, timezone
 
 import pytest
 
-from app import suppression
 from app.cli import main
-from app.customers import close_issue, import_customers
-from app.db import connect
-from app.suppression import suppression_csv, suppression_rows
+from app.storage.crm import close_issue, import_customers
+from app.storage.connect import connect
+from app.core import suppression
+from app.core.suppression import suppression_csv
+from app.storage.crm import suppression_rows
 
 HEADER_LINE = "customer_id,phone_e164,reason_code,case_id,severity,suppress_from,generated_at"
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)

@@ -3,7 +3,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from audits.data import AuditResult, Finding, Message, Segment
+from app.core.audit import AuditResult, Finding, Message, Span
 from audits.timeline import CATEGORY_COLOURS, SEVERITY_COLOURS, format_mmss, timeline_svg
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -19,9 +19,9 @@ def hold_result(**overrides) -> AuditResult:
                      play_times_s=[400.0], play_ends_s=[405.0])
     fields = dict(
         recording="hold.wav", duration_s=2700.0,
-        segments=[Segment(0.0, 70.0, "music"), Segment(70.0, 80.0, "speech"), Segment(80.0, 400.0, "music"),
-                  Segment(400.0, 405.0, "speech"), Segment(405.0, 460.0, "silence"),
-                  Segment(460.0, 2700.0, "music")],
+        segments=[Span(0.0, 70.0, "music"), Span(70.0, 80.0, "speech"), Span(80.0, 400.0, "music"),
+                  Span(400.0, 405.0, "speech"), Span(405.0, 460.0, "silence"),
+                  Span(460.0, 2700.0, "music")],
         messages=[promo, thanks],
         findings=[Finding("repeated_promo", "high", "m1", 3, "m1 played 3 times", [70.0, 1000.0, 2000.0]),
                   Finding("long_silence", "medium", None, 1, "55 s of silence", [405.0]),
@@ -148,5 +148,5 @@ def test_tick_labels_never_crowd_a_narrow_picture():
 def test_speech_without_a_message_gets_its_own_legend_entry():
     covered = [t.text for t in parse(timeline_svg(hold_result())).iter(f"{SVG}text")]
     assert "speech (no message)" not in covered
-    result = hold_result(segments=hold_result().segments + [Segment(2500.0, 2510.0, "speech")])
+    result = hold_result(segments=hold_result().segments + [Span(2500.0, 2510.0, "speech")])
     assert "speech (no message)" in [t.text for t in parse(timeline_svg(result)).iter(f"{SVG}text")]

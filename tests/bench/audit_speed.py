@@ -98,8 +98,10 @@ def recording(cache_dir: Path, minutes: int) -> tuple[Path, dict]:
 
 def prepare_db(db_path: Path) -> None:
     """A database as deployed: schema and the demo hold flow (its catalog)."""
-    from app.db import connect, init_schema
-    from app.flows import read_flow_file, save_catalog
+    from app.storage.connect import connect
+    from app.storage.schema import migrate as init_schema
+    from app.core.flows import read_flow_file
+    from app.storage.catalog import save_catalog
 
     db = connect(db_path)
     init_schema(db)
@@ -185,7 +187,7 @@ def every_play_child(path: str, db_path: str) -> dict:
 
 
 def _open(db_path: str):
-    from app.db import connect
+    from app.storage.connect import connect
 
     return connect(db_path)
 

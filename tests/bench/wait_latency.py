@@ -51,11 +51,14 @@ def bench_app():
 
 def prepare_db(db_path: Path) -> None:
     """A database with the demo flow and the demo customers."""
-    from app.callers import save_caller
-    from app.db import connect, init_schema
-    from app.flows import read_flow_file, save_catalog
-    from app.phones import to_e164
-    from app.policy import Caller, Issue
+    from app.storage.crm import save_caller
+    from app.core.times import format_utc
+    from app.storage.connect import connect
+    from app.storage.schema import migrate as init_schema
+    from app.core.flows import read_flow_file
+    from app.storage.catalog import save_catalog
+    from app.core.phones import to_e164
+    from app.core.policy import Caller, Issue
 
     demo = REPO / "app" / "demo_data"
     db = connect(db_path)
@@ -64,7 +67,7 @@ def prepare_db(db_path: Path) -> None:
     for row in json.loads((demo / "customers.json").read_text()):
         issues = tuple(Issue(i["id"], i["severity"], i["summary"]) for i in row["open_issues"])
         save_caller(db, Caller(to_e164(row["phone"]), row["customer_id"], row["name"], tuple(row["products"]),
-                               issues, row["marketing_opt_out"]), datetime.now(timezone.utc))
+                               issues, row["marketing_opt_out"]), format_utc(datetime.now(timezone.utc)))
     db.close()
 
 

@@ -1,6 +1,8 @@
 """`holdguard serve`: the webhooks on Flask's development server."""
 import click
 
+from app.web.factory import create_app
+
 PRODUCTION_COMMAND = "gunicorn -w 2 -b 0.0.0.0:8000 'app:create_app()'"
 
 
@@ -17,8 +19,6 @@ def serve_command(host, port):
     HOLDGUARD_PAGES_TOKEN (unset: pages answer localhost only),
     HOLDGUARD_DATA_DIR. See the README's configuration table.
     """
-    from app import create_app
-
     app = create_app()
     if not app.config["TWILIO_AUTH_TOKEN"]:
         click.echo("warning: TWILIO_AUTH_TOKEN is not set: every Twilio webhook will answer 403", err=True)

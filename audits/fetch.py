@@ -1,6 +1,5 @@
-"""Twilio call recordings in: list them, download each once, link it to its call, audit it.
-
-    holdguard recordings fetch [--since DATE] [--call-sid SID]
+"""The audit's input stage from Twilio: list call recordings, download each once, link it to its
+call, audit it (`holdguard recordings fetch [--since DATE] [--call-sid SID]`).
 
 Credentials come from the environment (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN); TWILIO_API_BASE
 points the client at another API host (a local fake in the tests). Each recording is downloaded
@@ -20,16 +19,16 @@ import json
 import logging
 import os
 import re
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import click
-
-from app.db import db_option
-from audits.transcribe import DEFAULT_ENGINE, DEFAULT_MODEL, ENGINES
+from app.core.audit import Context
+from app.core.files import file_sha256
+from app.core.times import format_utc
+from app.storage import audits as audit_store, catalog, playlog, recordings
+from audits import context as audit_context, pipeline
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +41,11 @@ RETRYABLE_HTTP = {408, 429, 500, 502, 503, 504}
 CONNECT_TIMEOUT_S, READ_TIMEOUT_S = 10, 60
 CHUNK_BYTES = 1 << 16
 
-RECORDINGS_COLUMNS = {
-    "sid": str, "call_sid": str, "date_created": str, "duration_s": float, "path": str,
-    "fetched_at": str, "audit_id": int, "status": str, "error": str,
-}
-# status: downloaded (file stored, not audited) | audited | audit_failed | download_failed
+# recordings.status: downloaded (file stored, not audited) | audited | audit_failed | download_failed
+
+
+class FetchError(Exception):
+    """Twilio could not be asked for recordings at all; the message says why, in one line."""
 
 
 class DownloadError(Exception):
@@ -71,13 +70,6 @@ class Outcome:
         return self.status.endswith("_failed")
 
 
-def create_table(db) -> None:
-    """The `recordings` table: one row per Twilio RecordingSid; safe to run again."""
-    if not db["recordings"].exists():
-        db["recordings"].create(RECORDINGS_COLUMNS, pk="sid")
-        db["recordings"].create_index(["call_sid"], if_not_exists=True)
-
-
 # ---- Twilio -------------------------------------------------------------------------------------
 
 def twilio_client(account_sid: str, auth_token: str, api_base: str | None = None):
@@ -100,10 +92,9 @@ def list_recordings(client, since: datetime | None = None, call_sid: str | None 
         return client.recordings.list(date_created_after=since or values.unset,
                                       call_sid=call_sid or values.unset)
     except TwilioException as error:
-        raise click.ClickException(f"cannot list recordings from Twilio: {_twilio_reason(error)}") from None
+        raise FetchError(f"cannot list recordings from Twilio: {_twilio_reason(error)}") from None
     except requests.RequestException as error:
-        raise click.ClickException(f"cannot reach Twilio at {client.api.base_url}: "
-                                   f"{type(error).__name__}") from None
+        raise FetchError(f"cannot reach Twilio at {client.api.base_url}: {type(error).__name__}") from None
 
 
 def _twilio_reason(error) -> str:
@@ -191,24 +182,11 @@ def check_wav(path: Path) -> None:
 
 # ---- linking and auditing -----------------------------------------------------------------------
 
-def call_link(db, call_sid: str | None) -> dict | None:
-    """The webhook's knowledge of a call: caller, customer, queue and how many answers it logged."""
-    if not call_sid or not db["calls"].exists():
-        return None
-    rows = list(db.query(
-        """select c.caller, c.customer_id, c.queue, c.started_at, c.queue_result,
-                  (select count(*) from plays p where p.call_sid = c.call_sid) as plays
-           from calls c where c.call_sid = ?""", [call_sid]))
-    return dict(rows[0]) if rows else None
-
-
 def write_sidecar(recording_path: Path, call_sid: str | None) -> None:
     """`<RecordingSid>.context.json` with the CallSid, so `holdguard audit` of the file finds its caller."""
-    from audits.context import sidecar_path
-
     if not call_sid:
         return
-    sidecar = sidecar_path(recording_path)
+    sidecar = audit_context.sidecar_path(recording_path)
     partial = sidecar.with_name(sidecar.name + ".part")
     partial.write_text(json.dumps({"call_sid": call_sid}) + "\n", encoding="utf-8")
     os.replace(partial, sidecar)
@@ -217,26 +195,15 @@ def write_sidecar(recording_path: Path, call_sid: str | None) -> None:
 def audit_recording(db, path: Path, call_sid: str | None, transcriber) -> int:
     """Audit a stored recording with its caller's products and the issues open at the time of the call;
     returns the audit id."""
-    from app.flows import load_catalog
-    from audits import context as audit_context, pipeline, store
-    from audits.data import Context
-
     context = audit_context.from_database(db, call_sid=call_sid) if call_sid else None
-    catalog_products = {product for segment in load_catalog(db).segments for product in segment.products}
-    result = pipeline.audit_file(path, context or Context(), transcriber, known_products=sorted(catalog_products))
-    return store.save(db, result, sha256=store.file_sha256(path), call_sid=call_sid)
+    result = pipeline.audit_file(path, context or Context(), transcriber, known_products=catalog.catalog_products(db))
+    return audit_store.save(db, result, sha256=file_sha256(path), call_sid=call_sid)
 
 
 # ---- one fetch run ------------------------------------------------------------------------------
 
 def _utc_text(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _save_row(db, sid: str, **values) -> None:
-    db["recordings"].upsert({"sid": sid, **values}, pk="sid", alter=False)
+    return format_utc(moment) if moment is not None else None
 
 
 def fetch(db, client, data_dir: str | Path, *, since: datetime | None = None, call_sid: str | None = None,
@@ -248,7 +215,6 @@ def fetch(db, client, data_dir: str | Path, *, since: datetime | None = None, ca
     engine is `transcriber`, or `load_transcriber()` called once, when the first audit needs it.
     `progress(outcome)` is called after each recording.
     """
-    create_table(db)
     folder = Path(data_dir).resolve() / "recordings"
     folder.mkdir(parents=True, exist_ok=True)
     outcomes = []
@@ -269,7 +235,7 @@ def _fetch_one(db, client, recording, folder: Path, attempts: int, backoff_s: fl
     if not RECORDING_SID.match(sid):  # it becomes a file name: never trust it blindly
         return Outcome(sid, call_sid, "download_failed", f"unexpected recording SID {sid!r}")
     path = folder / f"{sid}.wav"
-    existing = next(iter(db.query("select * from recordings where sid = ?", [sid])), None)
+    existing = recordings.get(db, sid)
     if existing and existing["status"] != "download_failed" and path.is_file():
         if existing["status"] == "audited":
             return Outcome(sid, call_sid, "skipped", f"already fetched and audited (audit {existing['audit_id']})",
@@ -281,11 +247,11 @@ def _fetch_one(db, client, recording, folder: Path, attempts: int, backoff_s: fl
         size = download_wav(media_url(client, client.account_sid, sid), path, client.auth,
                             attempts=attempts, backoff_s=backoff_s)
     except DownloadError as error:
-        _save_row(db, sid, **row, path=None, fetched_at=None, audit_id=None, status="download_failed",
+        recordings.save(db, sid, **row, path=None, fetched_at=None, audit_id=None, status="download_failed",
                   error=str(error))
         return Outcome(sid, call_sid, "download_failed", str(error))
     write_sidecar(path, call_sid)
-    _save_row(db, sid, **row, path=str(path), fetched_at=_utc_text(datetime.now(timezone.utc)),
+    recordings.save(db, sid, **row, path=str(path), fetched_at=_utc_text(datetime.now(timezone.utc)),
               audit_id=None, status="downloaded", error=None)
     return Outcome(sid, call_sid, "downloaded", f"{size / 1024:.0f} kB")
 
@@ -297,118 +263,20 @@ def _audit_one(db, outcome: Outcome, folder: Path, transcriber) -> Outcome:
     except Exception as error:  # one bad recording must not stop the batch; say what went wrong
         log.debug("audit of %s failed", path, exc_info=True)
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        _save_row(db, outcome.sid, status="audit_failed", error=reason)
+        recordings.save(db, outcome.sid, status="audit_failed", error=reason)
         return Outcome(outcome.sid, outcome.call_sid, "audit_failed", f"{outcome.detail}; audit failed: {reason}")
-    _save_row(db, outcome.sid, status="audited", audit_id=audit_id, error=None)
-    findings = db["audits"].get(audit_id)["findings"]
+    recordings.save(db, outcome.sid, status="audited", audit_id=audit_id, error=None)
+    findings = audit_store.audit_findings_count(db, audit_id)
     return Outcome(outcome.sid, outcome.call_sid, "audited",
                    f"{outcome.detail}; audit {audit_id}: {findings} finding{'s' * (findings != 1)}", audit_id)
 
 
 def describe(db, outcome: Outcome) -> str:
     """One line for a person: the recording, its call and caller, and what happened."""
-    link = call_link(db, outcome.call_sid)
+    link = playlog.call_link(db, outcome.call_sid)
     if link:
         who = (f"call {outcome.call_sid} from {link['caller'] or 'unknown'}, queue {link['queue'] or '?'}, "
                f"{link['plays']} answer{'s' * (link['plays'] != 1)} logged")
     else:
         who = f"call {outcome.call_sid or '?'} (not in the play log)"
     return f"{outcome.sid} ({who}): {outcome.status}: {outcome.detail}"
-
-
-# ---- CLI ----------------------------------------------------------------------------------------
-
-def summary_line(outcomes: list[Outcome]) -> str:
-    """ "3 recording(s): 2 audited, 1 download_failed" """
-    if not outcomes:
-        return "no recordings found"
-    counts = {}
-    for outcome in outcomes:
-        counts[outcome.status] = counts.get(outcome.status, 0) + 1
-    return f"{len(outcomes)} recording(s): " + ", ".join(f"{n} {status}" for status, n in counts.items())
-
-
-def _since_option(ctx, param, value):
-    return parse_since(value) if value else None
-
-
-def parse_since(text: str) -> datetime:
-    """'2026-11-20' or '2026-11-20T09:00:00Z' -> an aware UTC datetime."""
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a date; use YYYY-MM-DD or 2026-11-20T09:00:00Z") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def _env(name: str, what: str) -> str:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        raise click.ClickException(f"{name} is not set ({what})")
-    return value
-
-
-@click.group("recordings")
-def recordings_group():
-    """Twilio call recordings: fetch them, link them to their calls, audit them.
-
-    \b
-    To record what the caller hears on hold, record the call's outbound track
-    (the audio Twilio sends to the caller) from the moment it is enqueued:
-      REST:  client.calls(call_sid).recordings.create(recording_track="outbound")
-      TwiML: <Start><Recording track="outbound"/></Start> before <Enqueue>
-    and stop it when the caller leaves the queue (the Enqueue action URL), so
-    the agent conversation is not recorded as hold:
-      client.calls(call_sid).recordings("Twilio.CURRENT").update(status="stopped")
-    """
-
-
-@recordings_group.command("fetch")
-@click.option("--since", callback=_since_option,
-              metavar="DATE", help="Only recordings created at/after this date (YYYY-MM-DD, UTC) or time.")
-@click.option("--call-sid", metavar="SID", help="Only the recordings of this call (CA + 32 hex digits).")
-@db_option
-@click.option("--data-dir", envvar="HOLDGUARD_DATA_DIR", default="./holdguard-data", show_default=True,
-              help="Where recordings are stored, under recordings/ (env HOLDGUARD_DATA_DIR).")
-@click.option("--audit/--no-audit", default=True, show_default=True, help="Audit each new recording.")
-@click.option("--engine", default=DEFAULT_ENGINE, show_default=True, type=click.Choice(ENGINES),
-              help="Speech engine for the audits.")
-@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Whisper model name or path.")
-def fetch_command(since, call_sid, db_path, data_dir, audit, engine, model):
-    """Download new call recordings from Twilio, link each to its call and audit it.
-
-    Needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in the environment
-    (TWILIO_API_BASE overrides https://api.twilio.com). A recording fetched
-    before is not downloaded again. Exit status 1 if any recording failed.
-
-    \b
-    Examples:
-      holdguard recordings fetch --since 2026-11-20
-      holdguard recordings fetch --call-sid CA0123456789abcdef0123456789abcdef
-    """
-    from tqdm import tqdm
-
-    from app.db import open_database
-
-    if call_sid and not CALL_SID.match(call_sid):
-        raise click.BadParameter(f"{call_sid!r} is not a Twilio CallSid (CA + 32 hex digits)",
-                                 param_hint="--call-sid")
-    client = twilio_client(_env("TWILIO_ACCOUNT_SID", "your Twilio Account SID, AC..."),
-                           _env("TWILIO_AUTH_TOKEN", "your Twilio auth token"),
-                           os.environ.get("TWILIO_API_BASE") or None)
-    db = open_database(db_path)
-
-    def load_transcriber():
-        from audits.transcribe import load_engine
-        return load_engine(engine, model)
-
-    with tqdm(desc="recordings", unit="rec", disable=None, file=sys.stderr) as bar:
-        def report(outcome):
-            bar.update(1)
-            bar.write(describe(db, outcome), file=sys.stdout)
-
-        outcomes = fetch(db, client, data_dir, since=since, call_sid=call_sid, audit=audit,
-                         load_transcriber=load_transcriber, progress=report)
-    click.echo(summary_line(outcomes))
-    if any(outcome.failed for outcome in outcomes):
-        sys.exit(1)

@@ -1,4 +1,4 @@
-"""Audits in SQLite, in the same database as the webhook, readable in Datasette.
+"""Audits in the same database as the webhook, readable in Datasette.
 
 audits           one row per audited recording: `recording` as it was given, `path` the
                  absolute file (re-auditing a file, however it is named, replaces its rows)
@@ -9,71 +9,22 @@ audit_findings   rule hits with evidence
 
 `save` writes one AuditResult in a single transaction: a failure leaves no partial rows.
 """
-import hashlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from audits.data import AuditResult, Context, Finding, Message, Segment
-
-TABLES = {
-    "audits": (
-        {"id": int, "recording": str, "path": str, "sha256": str, "audited_at": str, "duration_s": float,
-         "speech_s": float, "music_s": float, "silence_s": float, "promo_s": float,
-         "promo_share": float, "findings": int, "call_sid": str, "context": str, "report": str},
-        {"pk": "id"},
-    ),
-    "audit_segments": (
-        {"audit_id": int, "start_s": float, "end_s": float, "kind": str},
-        {"foreign_keys": [("audit_id", "audits", "id")]},
-    ),
-    "audit_messages": (
-        {"audit_id": int, "message_id": str, "category": str, "text": str, "plays": int,
-         "products": str, "cue": str},
-        {"pk": ("audit_id", "message_id"), "foreign_keys": [("audit_id", "audits", "id")]},
-    ),
-    "audit_plays": (
-        {"audit_id": int, "message_id": str, "start_s": float, "end_s": float},
-        {"foreign_keys": [("audit_id", "audits", "id")]},
-    ),
-    "audit_findings": (
-        {"id": int, "audit_id": int, "rule": str, "severity": str, "message_id": str,
-         "count": int, "evidence": str, "at_s": str},
-        {"pk": "id", "foreign_keys": [("audit_id", "audits", "id")]},
-    ),
-}
-CHILD_TABLES = ["audit_segments", "audit_messages", "audit_plays", "audit_findings"]
-
-
-def create_tables(db) -> None:
-    """Create the audit tables and the transcript full-text index; safe to run again."""
-    for name, (columns, options) in TABLES.items():
-        if not db[name].exists():
-            db[name].create(columns, **options)
-    if "path" not in db["audits"].columns_dict:  # databases made before the column existed
-        db["audits"].add_column("path", str)
-    db["audits"].create_index(["path"], if_not_exists=True)
-    for child in CHILD_TABLES:
-        db[child].create_index(["audit_id"], if_not_exists=True)
-    if not db["audit_messages_fts"].exists():
-        db["audit_messages"].enable_fts(["text"], create_triggers=True, tokenize="porter")
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as audio_file:
-        for block in iter(lambda: audio_file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
+from app.core.audit import AuditResult, Context, Finding, Message, Span
+from app.core.times import format_utc
+from app.storage.connect import transaction
+from app.storage.schema import AUDIT_CHILD_TABLES
 
 def save(db, result: AuditResult, *, sha256: str = "", call_sid: str | None = None,
          now: datetime | None = None) -> int:
     """Store one audit, replacing any earlier audit of the same recording; returns its id."""
-    audited_at = (now or datetime.now(timezone.utc)).isoformat(timespec="seconds").replace("+00:00", "Z")
+    audited_at = format_utc(now or datetime.now(timezone.utc))
     report = result.to_json()
     summary = report["summary"]
-    with db.atomic():  # one transaction: all rows or none
+    with transaction(db):  # one transaction: all rows or none
         path = str(Path(result.recording).resolve())
         for old in db.query("select id from audits where path = ?", [path]):
             _delete_audit(db, old["id"])
@@ -103,7 +54,7 @@ def save(db, result: AuditResult, *, sha256: str = "", call_sid: str | None = No
 
 
 def _delete_audit(db, audit_id: int) -> None:
-    for child in CHILD_TABLES:
+    for child in AUDIT_CHILD_TABLES:
         db.execute(f"delete from [{child}] where audit_id = ?", [audit_id])
     db.execute("delete from audits where id = ?", [audit_id])
 
@@ -120,7 +71,7 @@ def load(db, audit_id: int) -> AuditResult | None:
     if not rows:
         return None
     audit = rows[0]
-    segments = [Segment(r["start_s"], r["end_s"], r["kind"]) for r in db.query(
+    segments = [Span(r["start_s"], r["end_s"], r["kind"]) for r in db.query(
         "select * from audit_segments where audit_id = ? order by start_s", [audit_id])]
     plays: dict[str, list[tuple[float, float]]] = {}
     for r in db.query("select * from audit_plays where audit_id = ? order by start_s", [audit_id]):
@@ -151,3 +102,55 @@ def search(db, query: str, limit: int = 50) -> list[dict]:
            join audits a on a.id = m.audit_id
            where audit_messages_fts match ? order by f.rank limit ?""",
         [query, limit]))
+
+
+def audit_findings_count(db, audit_id: int) -> int:
+    return db.execute("select findings from audits where id = ?", [audit_id]).fetchone()[0]
+
+
+def audit_row(db, audit_id: int) -> dict | None:
+    """An audit's row for the pages: recording, file path, when, call."""
+    rows = list(db.query("select id, recording, coalesce(path, recording) as path, audited_at, call_sid, sha256 "
+                         "from audits where id = ?", [audit_id]))
+    return rows[0] if rows else None
+
+
+def list_audits(db, *, rule: str = "", from_day: str | None = None, before_day: str | None = None,
+                only_ids: set[int] | None = None, limit: int = 200) -> list[dict]:
+    """Recent audits, newest first, filtered by a finding's rule, a day range ([from_day, before_day)) and ids."""
+    where, params = [], []
+    if rule:
+        where.append("id in (select audit_id from audit_findings where rule = ?)")
+        params.append(rule)
+    if from_day:
+        where.append("audited_at >= ?")
+        params.append(from_day)
+    if before_day:
+        where.append("audited_at < ?")
+        params.append(before_day)
+    if only_ids is not None:
+        where.append(f"id in ({', '.join('?' * len(only_ids))})" if only_ids else "0")
+        params.extend(sorted(only_ids))
+    sql = ("select id, recording, audited_at, duration_s, promo_share, findings, call_sid from audits"
+           + (" where " + " and ".join(where) if where else "")
+           + " order by audited_at desc, id desc limit ?")
+    return list(db.query(sql, params + [limit]))
+
+
+def severity_counts(db, audit_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Findings per audit, by severity."""
+    if not audit_ids:
+        return {}
+    counts: dict[int, dict[str, int]] = {}
+    for row in db.query(f"select audit_id, severity, count(*) as n from audit_findings "
+                        f"where audit_id in ({', '.join('?' * len(audit_ids))}) group by audit_id, severity",
+                        audit_ids):
+        counts.setdefault(row["audit_id"], {})[row["severity"]] = row["n"]
+    return counts
+
+
+def first_play_s(db, audit_id: int, message_id: str) -> float | None:
+    """When a message was first heard in an audited recording."""
+    row = db.execute("select min(start_s) from audit_plays where audit_id = ? and message_id = ?",
+                     [audit_id, message_id]).fetchone()
+    return row[0] if row else None

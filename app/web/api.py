@@ -18,12 +18,12 @@ import sqlite3
 
 from flask import Blueprint, current_app, jsonify, request
 
-from app.customers import (
-    CUSTOMER_FIELDS, ISSUE_FIELDS, InvalidRecord, IssueOwnerConflict, close_issue, customer_exists,
-    customer_view, get_issue, parse_customer, parse_issue, save_customer, save_issue, unknown_fields,
-    update_issue, utc_now,
-)
-from app.db import get_db
+from app.core.customers import (CUSTOMER_FIELDS, ISSUE_FIELDS, InvalidRecord, IssueOwnerConflict, parse_customer,
+                                parse_issue, unknown_fields)
+from app.storage.connect import DatabaseMissing, transaction
+from app.storage.crm import (close_issue, customer_exists, customer_view, get_issue, now_text, save_customer,
+                             save_issue, update_issue)
+from app.web.db import get_db
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -68,8 +68,8 @@ def _invalid_record(exc: InvalidRecord):
     return _error(status, str(exc), errors=exc.errors)
 
 
-@bp.errorhandler(FileNotFoundError)
-def _no_database(exc: FileNotFoundError):
+@bp.errorhandler(DatabaseMissing)
+def _no_database(exc: DatabaseMissing):
     return _error(503, f"database unavailable: {exc}")
 
 
@@ -118,8 +118,8 @@ def put_customer(customer_id):
     body = _body(CUSTOMER_BODY_FIELDS)
     customer = _parse_customer(customer_id, body)
     db = get_db()
-    with db.atomic():
-        outcome = save_customer(db, customer, utc_now())
+    with transaction(db):
+        outcome = save_customer(db, customer, now_text())
     return jsonify(customer_view(db, customer.customer_id)), 201 if outcome == "created" else 200
 
 
@@ -132,9 +132,9 @@ def put_products(customer_id):
         raise ApiError(400, f"field 'products': expected a list of product names, got {body['products']!r}")
     customer = _parse_customer(customer_id, body)
     db = get_db()
-    with db.atomic():
+    with transaction(db):
         _existing_customer(db, customer_id)
-        save_customer(db, customer, utc_now())
+        save_customer(db, customer, now_text())
     return jsonify(customer_view(db, customer_id))
 
 
@@ -143,9 +143,9 @@ def open_issue(customer_id):
     """Open an issue; an id seen before is updated and reopened, so CRM retries are harmless."""
     issue = parse_issue(_body(ISSUE_FIELDS))
     db = get_db()
-    with db.atomic():
+    with transaction(db):
         _existing_customer(db, customer_id)
-        outcome = save_issue(db, customer_id, issue, utc_now())
+        outcome = save_issue(db, customer_id, issue, now_text())
     return jsonify(get_issue(db, issue.id)), 201 if outcome == "created" else 200
 
 
@@ -161,8 +161,8 @@ def patch_issue(issue_id):
         raise ApiError(400, f"nothing to update: give {' and/or '.join(ISSUE_PATCH_FIELDS)}")
     changes = parse_issue({**body, "id": issue_id}, partial=True)
     db = get_db()
-    with db.atomic():
-        view = update_issue(db, issue_id, utc_now(), severity=changes.severity, summary=changes.summary)
+    with transaction(db):
+        view = update_issue(db, issue_id, now_text(), severity=changes.severity, summary=changes.summary)
     return jsonify(_found(view, "issue", issue_id))
 
 
@@ -170,6 +170,6 @@ def patch_issue(issue_id):
 def close(issue_id):
     """Close an issue now; closing a closed issue keeps its first closed_at."""
     db = get_db()
-    with db.atomic():
-        view = close_issue(db, issue_id, utc_now())
+    with transaction(db):
+        view = close_issue(db, issue_id, now_text())
     return jsonify(_found(view, "issue", issue_id))

@@ -7,7 +7,7 @@ CurrentQueueSize, a fresh CallSid), and the Enqueue action URL at the end. The
 answers, reasons and durations come from the play log the webhook wrote.
 
 Time is simulated: the app instance reads its clock from config HOLDGUARD_CLOCK
-(see app.twilio_hold.app_now), which here is a `SimClock` that advances by each
+(see app.web.twilio_hold.app_now), which here is a `SimClock` that advances by each
 answer's duration. A call starts after the caller's last logged play, so
 consecutive simulations of one caller are consecutive calls, in order, and the
 cross-call promo rule shows.
@@ -16,8 +16,6 @@ The app instance also has config HOLDGUARD_SIMULATION, so its calls are logged
 with calls.simulated = 1: they hear the caller's real history plus earlier
 simulations, but real calls' promo history and the /campaigns digest leave them out.
 """
-import json
-import logging
 import math
 import secrets
 import tempfile
@@ -27,13 +25,19 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
-import click
+from flask import Flask
 from twilio.request_validator import RequestValidator
 
-from app import callers
-from app.db import db_option
-from app.phones import to_e164
-from app.policy import Caller, Issue, format_utc, parse_utc
+from app.core.config import load_config
+from app.core.phones import to_e164
+from app.core.policy import Caller, Issue
+from app.core.times import format_utc, parse_utc
+from app.storage import playlog
+from app.storage.catalog import load_catalog, save_catalog
+from app.storage.connect import DatabaseMissing, open_existing
+from app.storage.crm import save_caller
+from app.storage.schema import open_database
+from app.web import twilio_hold
 
 GAP_BETWEEN_CALLS_S = 60.0
 MAX_ANSWERS = 20000  # a runaway guard: 45 minutes take about 70 answers
@@ -100,12 +104,10 @@ def simulate_call(target, *, caller_phone: str | None = None, adhoc_caller: Adho
         try:
             return _simulate({**config, "HOLDGUARD_DB": str(scratch_db)}, adhoc_caller.phone, minutes, queue)
         finally:
-            callers.discard_webhook_db()  # the webhook's connection to the scratch file
+            playlog.discard_webhook_db()  # the webhook's connection to the scratch file
 
 
 def _config_of(target) -> dict:
-    from app import load_config
-
     if hasattr(target, "config"):
         config = {key: target.config[key] for key in load_config()}
     else:
@@ -117,9 +119,6 @@ def _config_of(target) -> dict:
 
 
 def _copy_catalog_with_caller(source_db: str, scratch_db: Path, caller: Caller) -> None:
-    from app.db import open_database
-    from app.flows import load_catalog, save_catalog
-
     source = _open_existing(source_db)
     try:
         flow = load_catalog(source)
@@ -128,15 +127,15 @@ def _copy_catalog_with_caller(source_db: str, scratch_db: Path, caller: Caller) 
     scratch = open_database(scratch_db)
     try:
         save_catalog(scratch, flow)
-        callers.save_caller(scratch, caller, datetime.now(timezone.utc))
+        save_caller(scratch, caller, format_utc(datetime.now(timezone.utc)))
     finally:
         scratch.close()
 
 
 def _open_existing(db_path: str):
     try:
-        return callers.open_webhook_db(db_path)
-    except FileNotFoundError as error:
+        return open_existing(db_path)
+    except DatabaseMissing as error:
         raise SimulateError(str(error)) from None
 
 
@@ -144,15 +143,22 @@ def _call_start(db_path: str, caller_e164: str) -> datetime:
     """Now, or just after this caller's last logged answer if that is later (a previous simulation)."""
     db = _open_existing(db_path)
     try:
-        last = list(db.query("SELECT at, duration_s FROM plays WHERE caller = ? ORDER BY at DESC LIMIT 1",
-                             [caller_e164]))
+        last = playlog.last_play_of(db, caller_e164)
     finally:
         db.close()
     start = datetime.now(timezone.utc)
     if last:
-        after_last = parse_utc(last[0]["at"]) + timedelta(seconds=(last[0]["duration_s"] or 0) + GAP_BETWEEN_CALLS_S)
+        after_last = parse_utc(last["at"]) + timedelta(seconds=(last["duration_s"] or 0) + GAP_BETWEEN_CALLS_S)
         start = max(start, after_last)
     return start
+
+
+def webhook_app(config: dict) -> Flask:
+    """An app with only the Twilio webhooks, on `config`: what a simulated call talks to."""
+    app = Flask("app")
+    app.config.update(config)
+    app.register_blueprint(twilio_hold.bp)
+    return app
 
 
 class _FakeTwilio:
@@ -182,14 +188,12 @@ class _FakeTwilio:
 
 
 def _simulate(config: dict, caller_phone: str, minutes: float, queue: str | None) -> dict:
-    from app import create_app
-
     try:
         caller_e164 = to_e164(caller_phone, config["HOLDGUARD_DEFAULT_REGION"])
     except ValueError as error:
         raise SimulateError(str(error)) from None
     clock = SimClock(_call_start(config["HOLDGUARD_DB"], caller_e164))
-    app = create_app({**config, "TESTING": True, "HOLDGUARD_CLOCK": clock, "HOLDGUARD_SIMULATION": True})
+    app = webhook_app({**config, "TESTING": True, "HOLDGUARD_CLOCK": clock, "HOLDGUARD_SIMULATION": True})
     twilio = _FakeTwilio(app, config["TWILIO_AUTH_TOKEN"], config["PUBLIC_BASE_URL"])
     call_sid = "CA" + secrets.token_hex(16)
     call_params = {"CallSid": call_sid, "AccountSid": "AC" + secrets.token_hex(16), "From": caller_e164,
@@ -220,7 +224,7 @@ def _simulate(config: dict, caller_phone: str, minutes: float, queue: str | None
     finally:
         log.close()
     return {"call_sid": call_sid, "caller": caller_e164, "timeline": log.timeline,
-            "summary": _summary(log.timeline, elapsed_s, queue_name, started_at, log.customer_id)}
+            "summary": _summary(log.timeline, log.causes, elapsed_s, queue_name, started_at, log.customer_id)}
 
 
 def _queue_params(elapsed_s: float, total_s: float) -> dict:
@@ -246,16 +250,16 @@ class _PlayLog:
         self.last_id = 0
         self.timeline: list[dict] = []
         self.customer_id = None
+        self.causes: list[str | None] = []  # the play log's cause of each answer, beside the timeline
 
     def next_play(self, elapsed_s: float) -> dict:
-        rows = list(self.db.query(
-            "SELECT id, customer_id, at_s, segment_id, kind, duration_s, reason FROM plays "
-            "WHERE call_sid = ? AND id > ? ORDER BY id", [self.call_sid, self.last_id]))
+        rows = playlog.plays_after(self.db, self.call_sid, self.last_id)
         if len(rows) != 1:
             raise SimulateError(f"the webhook logged {len(rows)} plays for the wait request at "
                                 f"{elapsed_s:.0f} s, not 1 (is the database writable?)")
         row = rows[0]
         self.last_id, self.customer_id = row.pop("id"), row.pop("customer_id")
+        self.causes.append(row.pop("cause"))
         self.timeline.append(row)
         return row
 
@@ -263,8 +267,8 @@ class _PlayLog:
         self.db.close()
 
 
-def _summary(timeline: list[dict], hold_s: float, queue_name: str, started_at: datetime,
-             customer_id: str | None) -> dict:
+def _summary(timeline: list[dict], causes: list[str | None], hold_s: float, queue_name: str,
+             started_at: datetime, customer_id: str | None) -> dict:
     def seconds(kind):
         return sum(play["duration_s"] for play in timeline if play["kind"] == kind)
 
@@ -287,7 +291,7 @@ def _summary(timeline: list[dict], hold_s: float, queue_name: str, started_at: d
         "reassurance_plays": count("reassurance"),
         "tip_plays": count("tip"),
         "music_s": seconds("music"),
-        "fallback_answers": sum(play["reason"].startswith("fallback") for play in timeline),
+        "fallback_answers": causes.count("fault"),
     }
 
 
@@ -310,42 +314,3 @@ def format_timeline(result: dict) -> str:
                  f"{summary['notice_plays']} notice(s), {summary['announcement_plays']} wait announcement(s), "
                  f"{summary['reassurance_plays']} reassurance(s), {summary['tip_plays']} tip(s)")
     return "\n".join(lines)
-
-
-@click.command("simulate")
-@click.option("--from", "caller_phone", required=True, metavar="PHONE",
-              help="Caller id to simulate, e.g. +15555550100 (national numbers use HOLDGUARD_DEFAULT_REGION).")
-@click.option("--minutes", type=click.FloatRange(min=0, min_open=True, max=24 * 60), default=45,
-              show_default=True, help="Simulated time on hold.")
-@click.option("--queue", default=None, help="Queue to call into (default: env HOLDGUARD_QUEUE, 'support').")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@db_option
-def simulate_command(caller_phone, minutes, queue, as_json, db_path):
-    """Print what a caller will hear on hold, through the real webhook.
-
-    Each run is one call with a fresh CallSid; its answers go to the play log,
-    so consecutive runs for one caller are consecutive calls (a promo heard in
-    the first is not replayed in the second). The call is flagged simulated: a
-    run hears the caller's real history, but real calls and the /campaigns
-    digest ignore what a run played.
-
-    \b
-    Example:
-      holdguard simulate --from +15555550100 --minutes 45
-      holdguard simulate --from +15555550102 --json
-    """
-    # Webhook faults show in the timeline's reasons and a warning below, not as tracebacks.
-    webhook_log = logging.getLogger("app.twilio_hold")
-    level = webhook_log.level
-    webhook_log.setLevel(logging.CRITICAL)
-    try:
-        result = simulate_call(db_path, caller_phone=caller_phone, minutes=minutes, queue=queue)
-    except SimulateError as error:
-        raise click.ClickException(str(error)) from None
-    finally:
-        webhook_log.setLevel(level)
-    click.echo(json.dumps(result, indent=2) if as_json else format_timeline(result))
-    fallbacks = result["summary"]["fallback_answers"]
-    if fallbacks:
-        reason = next(p["reason"] for p in result["timeline"] if p["reason"].startswith("fallback"))
-        click.echo(f"warning: {fallbacks} fallback answer(s): {reason}", err=True)

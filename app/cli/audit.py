@@ -18,7 +18,10 @@ from pathlib import Path
 
 import click
 
-from app.db import db_option, open_database
+from app.cli.options import db_option, writable_db
+from app.core.files import write_text_atomically
+from app.storage import audits as store
+from app.storage.connect import DatabaseMissing, open_existing
 
 # audits.transcribe.ENGINES, spelled out so `--help` does not import the speech stack (a test checks they agree)
 ENGINES = ("openai-whisper", "faster-whisper")
@@ -125,7 +128,6 @@ def write_reports(results: list, failures: list, fmt: str, out: Path | None, bat
 
 def _write_atomically(path: Path, text: str) -> Path:
     """A report file, written atomically (a reader never sees half a report), its folder made."""
-    from app.files import write_text_atomically
 
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_text_atomically(path, text)
@@ -172,7 +174,7 @@ def audit_paths(paths, context_file, fmt, out, engine, model, jobs, db_path):
     for _, message in missing:
         click.echo(f"Error: {message}", err=True)
     failures = list(missing)
-    db = open_database(db_path)
+    db = writable_db(db_path)
     results = []
     if files:
         from audits.batch import audit_batch, default_jobs
@@ -249,13 +251,12 @@ def search_command(query, db_path, limit, as_json):
     import json
     import sqlite3
 
-    from app.db import connect
-    from audits import store
     from audits.rules import clock
 
-    if not Path(db_path).exists():
-        raise click.ClickException(f"{db_path}: database file does not exist (audit a recording first)")
-    db = connect(db_path)
+    try:
+        db = open_existing(db_path)
+    except DatabaseMissing:
+        raise click.ClickException(f"{db_path}: database file does not exist (audit a recording first)") from None
     if not db["audit_messages_fts"].exists():
         raise click.ClickException(f"{db_path}: no audits stored yet (run `holdguard audit PATH` first)")
     try:
@@ -269,8 +270,7 @@ def search_command(query, db_path, limit, as_json):
         click.echo(f"no stored transcript matches {query!r}", err=True)
         return
     for match in matches:
-        plays = list(db.query("select start_s from audit_plays where audit_id = ? and message_id = ? "
-                              "order by start_s limit 1", [match["audit_id"], match["message_id"]]))
-        first = f" first at {clock(plays[0]['start_s'])}" if plays else ""
+        first_s = store.first_play_s(db, match["audit_id"], match["message_id"])
+        first = f" first at {clock(first_s)}" if first_s is not None else ""
         click.echo(f"{match['recording']}  {match['message_id']}  {match['category']}  "
                    f"{match['plays']}×{first}  {match['text']}")

@@ -10,15 +10,15 @@ import click
 
 # name -> "module:attribute" of a click command or group
 SUBCOMMANDS = {
-    "db": "app.db:db_group",
-    "flows": "app.flows:flows_group",
-    "customers": "app.customers:customers_group",
-    "simulate": "app.simulate:simulate_command",
-    "suppression": "app.suppression:suppression_group",
-    "serve": "app.serve:serve_command",
-    "demo": "app.demo:demo_command",
-    "audit": "audits.cli:audit_group",
-    "recordings": "app.recordings:recordings_group",
+    "db": "app.cli.db:db_group",
+    "flows": "app.cli.flows:flows_group",
+    "customers": "app.cli.customers:customers_group",
+    "simulate": "app.cli.simulate:simulate_command",
+    "suppression": "app.cli.suppression:suppression_group",
+    "serve": "app.cli.serve:serve_command",
+    "demo": "app.cli.demo:demo_command",
+    "audit": "app.cli.audit:audit_group",
+    "recordings": "app.cli.recordings:recordings_group",
 }
 
 

@@ -30,8 +30,9 @@ from flask import Blueprint, Response, abort, current_app, request
 from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import VoiceResponse
 
-from app import callers
-from app.policy import Decision, QueueData, decide, fallback_decision
+from app.core.phones import normalize_phone
+from app.core.policy import QueueData, decide, fallback_decision
+from app.storage import playlog
 
 bp = Blueprint("twilio_hold", __name__, url_prefix="/twilio")
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ def _queue_name() -> str:
 
 
 def _caller_e164() -> str | None:
-    return callers.normalize_phone(request.form.get("From"), current_app.config["HOLDGUARD_DEFAULT_REGION"])
+    return normalize_phone(request.form.get("From"), current_app.config["HOLDGUARD_DEFAULT_REGION"])
 
 
 def _raw_caller() -> str:
@@ -135,13 +136,9 @@ def queue_data_from_request() -> QueueData:
     )
 
 
-def answer(decision: Decision) -> str:
-    """The TwiML for one decision: a single <Play> or <Say>."""
-    return _one_verb_twiml(decision.segment.play, decision.segment.say)
-
-
 @functools.lru_cache(maxsize=1024)
-def _one_verb_twiml(play_url: str | None, say_text: str | None) -> str:
+def one_verb_twiml(play_url: str | None, say_text: str | None) -> str:
+    """The TwiML for one answer: a single <Play> or <Say>."""
     # Hold answers repeat (music URLs, catalog messages): build each document once per process.
     response = VoiceResponse()
     if play_url:
@@ -154,10 +151,10 @@ def _one_verb_twiml(play_url: str | None, say_text: str | None) -> str:
 def _record_quietly(what: str, record, *args) -> None:
     """Write for a webhook that must answer anyway: a failure is logged, never raised."""
     try:
-        record(callers.webhook_db(current_app.config["HOLDGUARD_DB"]), *args, simulated=simulating())
+        record(playlog.webhook_db(current_app.config["HOLDGUARD_DB"]), *args, simulated=simulating())
     except Exception:
         log.exception("%s %s: could not record it", what, request.form.get("CallSid"))
-        callers.discard_webhook_db()
+        playlog.discard_webhook_db()
 
 
 @bp.post("/voice")
@@ -166,7 +163,7 @@ def voice():
     """Answer an incoming call by putting it in the hold queue."""
     queue_name = _queue_name()
     caller_key = _caller_e164() or _raw_caller()
-    _record_quietly("voice", callers.record_call_start, request.form.get("CallSid", ""), caller_key, None,
+    _record_quietly("voice", playlog.record_call_start, request.form.get("CallSid", ""), caller_key, None,
                     queue_name, app_now())
     query = "?" + urlencode({"queue": queue_name})
     response = VoiceResponse()
@@ -178,8 +175,12 @@ def voice():
 @bp.post("/wait")
 @twilio_signed
 def wait():
-    """The next hold answer for this call, logged with its reason; music only if anything fails."""
+    """The next hold answer for this call, logged with its reason; music only if anything fails.
+
+    A retried request (same CallSid and QueueTime) gets the answer already logged for it.
+    """
     call_sid, queue_name, caller_key = request.form.get("CallSid", ""), _queue_name(), _raw_caller()
+    queue_time = request.form.get("QueueTime")
     db = inputs = queue_data = now = None
     try:
         now = app_now()
@@ -188,22 +189,25 @@ def wait():
         queue_data = queue_data_from_request()
         if not call_sid:
             raise ValueError("wait request without CallSid")
-        db = callers.webhook_db(current_app.config["HOLDGUARD_DB"])
-        inputs = callers.load_inputs(db, call_sid, caller_e164, queue_name, now, callers.webhook_memory(),
-                                     simulating())
-        decision = decide(inputs.caller, inputs.call, inputs.history, inputs.queue, inputs.catalog,
-                          queue_data, now)
-        callers.record_play(db, call_sid, caller_key, _customer_id(inputs), queue_name, decision, now,
-                            _at_s(queue_data, inputs), inputs.call_row, simulating())
+        db = playlog.webhook_db(current_app.config["HOLDGUARD_DB"])
+        logged = playlog.logged_answer(db, call_sid, queue_time)
+        if logged is None:
+            inputs = playlog.load_inputs(db, call_sid, caller_e164, queue_name, now, playlog.catalog_cache(),
+                                         simulating())
+            decision = decide(inputs.caller, inputs.call, inputs.history, inputs.queue, inputs.catalog,
+                              queue_data, now, inputs.products)
+            logged = playlog.record_play(db, call_sid, caller_key, _customer_id(inputs), queue_name, decision, now,
+                                         _at_s(queue_data, inputs), queue_time, inputs.call_row, simulating())
+        return _twiml(one_verb_twiml(logged.play_url, logged.say_text))
     except Exception as error:
         log.exception("wait %s: answering fallback music", call_sid or "(no CallSid)")
         now = now or utc_now()
         decision = fallback_decision(inputs.queue if inputs else None,
                                      f"fallback music: {type(error).__name__}: {error}")
-        _log_fallback(db, error, call_sid, caller_key, inputs, queue_name, decision, now, queue_data)
+        _log_fallback(db, error, call_sid, caller_key, inputs, queue_name, decision, now, queue_data, queue_time)
         if isinstance(error, (sqlite3.Error, OSError)):
-            callers.discard_webhook_db()  # the next request reconnects afresh
-    return _twiml(answer(decision))
+            playlog.discard_webhook_db()  # the next request reconnects afresh
+    return _twiml(one_verb_twiml(decision.segment.play, decision.segment.say))
 
 
 def _customer_id(inputs) -> str | None:
@@ -217,16 +221,17 @@ def _at_s(queue_data: QueueData | None, inputs) -> float:
     return sum(p.duration_s for p in inputs.call.plays) if inputs else 0.0
 
 
-def _log_fallback(db, error, call_sid, caller_key, inputs, queue_name, decision, now, queue_data) -> None:
+def _log_fallback(db, error, call_sid, caller_key, inputs, queue_name, decision, now, queue_data,
+                  queue_time) -> None:
     """Log the fallback answer if the database can take it; a lock would only make Twilio wait."""
     locked = isinstance(error, sqlite3.OperationalError) and ("locked" in str(error) or "busy" in str(error))
     database_fault = isinstance(error, (sqlite3.Error, OSError))
     if locked or not call_sid or (db is None and database_fault):
         return
     try:
-        db = db or callers.webhook_db(current_app.config["HOLDGUARD_DB"])
-        callers.record_play(db, call_sid, caller_key, _customer_id(inputs), queue_name, decision, now,
-                            _at_s(queue_data, inputs), simulated=simulating())
+        db = db or playlog.webhook_db(current_app.config["HOLDGUARD_DB"])
+        playlog.record_play(db, call_sid, caller_key, _customer_id(inputs), queue_name, decision, now,
+                            _at_s(queue_data, inputs), queue_time, simulated=simulating())
     except Exception:
         log.exception("wait %s: could not log the fallback answer either", call_sid)
 
@@ -236,7 +241,7 @@ def _log_fallback(db, error, call_sid, caller_key, inputs, queue_name, decision,
 def queue_result():
     """Record how the wait ended; apologise if Twilio could not queue the call."""
     result = request.form.get("QueueResult", "")
-    _record_quietly("queue-result", callers.record_queue_result, request.form.get("CallSid", ""), result,
+    _record_quietly("queue-result", playlog.record_queue_result, request.form.get("CallSid", ""), result,
                     _form_number("QueueTime"), app_now())
     response = VoiceResponse()
     if result in FAILED_QUEUE_RESULTS:

@@ -9,26 +9,26 @@ from pathlib import Path
 
 import click
 
-from app.db import db_option
+from app.cli.options import db_option, writable_db
+from app.core.flows import read_flow_file
+from app.storage.catalog import save_catalog
+from app.storage.crm import import_customers
+from app.web.simulate import SimulateError, format_timeline, simulate_call
 
-DEMO_DATA = Path(__file__).parent / "demo_data"
-SAMPLE_RECORDING = Path(__file__).resolve().parents[1] / "sample_audio" / "hold-10min.wav"
+DEMO_DATA = Path(__file__).resolve().parents[1] / "demo_data"
+SAMPLE_RECORDING = Path(__file__).resolve().parents[2] / "sample_audio" / "hold-10min.wav"
 DEMO_CALLER = "+15555550100"  # Dana: owns a Galaxy S7, open high-severity case CASE-1042
 
 
 def prepare_database(db_path: str) -> str:
     """Create the tables and load the demo flow and customers; returns a one-line summary."""
-    from app.customers import import_customers
-    from app.db import open_database
-    from app.flows import read_flow_file, save_catalog
-
-    db = open_database(db_path)
+    db = writable_db(db_path)
     try:
         flow = read_flow_file(DEMO_DATA / "flows.toml")
         save_catalog(db, flow)
         report = import_customers(db, DEMO_DATA / "customers.json", "US")
     finally:
-        db.conn.close()
+        db.close()
     return (f"{db_path}: {len(flow.queues)} queue(s), {len(flow.segments)} segments; "
             f"customers {report.summary()}")
 
@@ -53,8 +53,6 @@ def demo_command(ctx, db_path, out_dir, minutes, skip_audit):
        she owns, six times) with Whisper, offline, into an HTML report.
     Safe to run again: each run is one more call for Dana.
     """
-    from app.simulate import SimulateError, format_timeline, simulate_call
-
     click.secho("== 1. database, hold flow, customers", bold=True)
     click.echo(prepare_database(db_path))
 
@@ -70,7 +68,7 @@ def demo_command(ctx, db_path, out_dir, minutes, skip_audit):
         return
     if not SAMPLE_RECORDING.exists():
         raise click.ClickException(f"{SAMPLE_RECORDING}: bundled sample not found (run from a checkout)")
-    from audits.cli import audit_paths
+    from app.cli.audit import audit_paths  # Whisper's command: loaded only when the demo gets this far
 
     report_path = out_dir / "hold-10min.html"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,27 +1,20 @@
-"""Hold flows: the TOML file of queues and segments, its validation, and the catalog tables.
+"""Hold flows: the TOML file of queues, segments and product aliases, and its validation.
 
 A flow file is the whole catalog: `[queue.NAME]` tables (settings per Twilio
-queue) and `[[segment]]`s (what may be played). `holdguard flows check FILE`
-validates it and names every problem; `holdguard flows load FILE` validates,
-then replaces the `queues` and `segments` tables in one transaction, so a bad
-file never leaves a half-loaded catalog.
+queue), `[[segment]]`s (what may be played) and optional `[product."NAME"]`
+tables (`aliases = ["S7", "Galaxy S seven"]`: other names of one product, for
+the webhook and the audit alike). `parse_flow` names every problem at once;
+app.storage.catalog saves a valid flow.
 """
-import dataclasses
 import difflib
-import json
 import re
-import sqlite3
-import sys
 import tomllib
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
-import click
-
-from app.db import db_option
-from app.policy import (ANNOUNCEMENT_ID, FALLBACK_MUSIC_ID, KINDS, SEVERITIES, QueueSettings, Segment,
-                        format_utc, parse_utc)
+from app.core.policy import ANNOUNCEMENT_ID, FALLBACK_MUSIC_ID, KINDS, SEVERITIES, QueueSettings, Segment
+from app.core.products import ProductNames, product_key
 
 SEGMENT_KEYS = ("id", "kind", "play", "say", "duration_s", "products", "queues", "active_from",
                 "active_until")
@@ -42,6 +35,11 @@ class FlowError(Exception):
 class Flow:
     queues: dict[str, QueueSettings] = field(default_factory=dict)
     segments: list[Segment] = field(default_factory=list)
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)  # product -> its other names
+
+    def product_names(self) -> ProductNames:
+        return ProductNames.from_pairs((product, alias) for product, names in self.aliases.items()
+                                       for alias in names)
 
 
 # --- checking single values: each returns (value, problem); problem "" when fine ---
@@ -213,7 +211,7 @@ def parse_flow(text: str) -> Flow:
     except tomllib.TOMLDecodeError as error:
         raise FlowError([f"not valid TOML: {error}"]) from None
 
-    errors = _unknown_keys(document, ["queue", "segment"], "flow")
+    errors = _unknown_keys(document, ["queue", "segment", "product"], "flow")
     queue_tables = document.get("queue", {})
     if not isinstance(queue_tables, dict) or not queue_tables:
         errors.append("flow: no [queue.NAME] table (a flow needs at least one queue)")
@@ -237,9 +235,34 @@ def parse_flow(text: str) -> Flow:
             errors.append(f"segment '{segment.id}': id is used by more than one segment")
         seen_ids.add(segment.id)
         flow.segments.append(segment)
+    flow.aliases = _parse_products(document.get("product", {}), errors)
     if errors:
         raise FlowError(errors)
     return flow
+
+
+def _parse_products(tables, errors: list[str]) -> dict[str, tuple[str, ...]]:
+    """`[product."Galaxy S7"] aliases = [...]`: each alias names one product only."""
+    if not isinstance(tables, dict):
+        errors.append(f"flow: product must be tables ([product.\"NAME\"]), got {_describe(tables)}")
+        return {}
+    aliases, owner = {}, {}
+    for product, table in tables.items():
+        label = f"product '{product}'"
+        if not isinstance(table, dict):
+            errors.append(f"{label}: must be a table with aliases = [...], got {_describe(table)}")
+            continue
+        errors += _unknown_keys(table, ["aliases"], label)
+        names, problem = _list_of(_text)(table.get("aliases", []))
+        if problem:
+            errors.append(f"{label}: aliases {problem}")
+            continue
+        for name in (product, *names):
+            other = owner.setdefault(product_key(name), product)
+            if other != product:
+                errors.append(f"{label}: alias '{name}' already names product '{other}'")
+        aliases[product] = names
+    return aliases
 
 
 def read_flow_file(path: str | Path) -> Flow:
@@ -249,139 +272,3 @@ def read_flow_file(path: str | Path) -> Flow:
     except (OSError, UnicodeDecodeError) as error:
         raise FlowError([f"cannot read: {error.strerror if isinstance(error, OSError) else error}"]) from None
     return parse_flow(text)
-
-
-# --- the catalog tables: rows <-> policy dataclasses ---
-
-def queue_to_row(queue: QueueSettings) -> dict:
-    row = dataclasses.asdict(queue)
-    row["music"] = json.dumps(list(queue.music))
-    return row
-
-
-def queue_from_row(row: dict) -> QueueSettings:
-    values = dict(row)
-    values["music"] = tuple(json.loads(row["music"] or "[]"))
-    return QueueSettings(**values)
-
-
-def segment_to_row(segment: Segment) -> dict:
-    row = dataclasses.asdict(segment)
-    row["products"] = json.dumps(list(segment.products))
-    row["queues"] = json.dumps(list(segment.queues))
-    for key in ("active_from", "active_until"):
-        row[key] = format_utc(row[key]) if row[key] else None
-    return row
-
-
-def segment_from_row(row: dict) -> Segment:
-    values = dict(row)
-    values["products"] = tuple(json.loads(row["products"] or "[]"))
-    values["queues"] = tuple(json.loads(row["queues"] or "[]"))
-    for key in ("active_from", "active_until"):
-        values[key] = parse_utc(row[key]) if row[key] else None
-    return Segment(**values)
-
-
-def save_catalog(db, flow: Flow) -> None:
-    """Replace the whole catalog (queues and segments) with `flow`, in one transaction."""
-    with db.atomic():
-        db.execute("DELETE FROM segments")
-        db.execute("DELETE FROM queues")
-        db["queues"].insert_all([queue_to_row(q) for q in flow.queues.values()])
-        db["segments"].insert_all([segment_to_row(s) for s in flow.segments])
-
-
-def load_catalog(db) -> Flow:
-    """The catalog as stored: every queue and segment, in load order."""
-    queues = [queue_from_row(row) for row in db.query("SELECT * FROM queues ORDER BY rowid")]
-    segments = [segment_from_row(row) for row in db.query("SELECT * FROM segments ORDER BY rowid")]
-    return Flow({q.name: q for q in queues}, segments)
-
-
-# --- CLI ---
-
-def _valid_flow_or_exit(flow_file: str) -> Flow:
-    try:
-        return read_flow_file(flow_file)
-    except FlowError as error:
-        for problem in error.errors:
-            click.echo(f"{flow_file}: {problem}", err=True)
-        sys.exit(1)
-
-
-def _summary(flow: Flow) -> str:
-    kinds = ", ".join(f"{sum(s.kind == k for s in flow.segments)} {k}" for k in KINDS
-                      if any(s.kind == k for s in flow.segments))
-    return f"{len(flow.queues)} queue(s) ({', '.join(flow.queues)}), {len(flow.segments)} segment(s)" + (
-        f" ({kinds})" if kinds else "")
-
-
-@click.group("flows")
-def flows_group():
-    """Hold flows: which queues exist and what may be played on hold.
-
-    \b
-    A flow is a TOML file of [queue.NAME] tables and [[segment]]s, e.g.
-    app/demo_data/flows.toml. Loading replaces the whole catalog.
-    """
-
-
-@flows_group.command("check")
-@click.argument("flow_file")
-def check_command(flow_file):
-    """Validate FLOW_FILE without writing anything; exit 1 listing every problem.
-
-    \b
-    Example:
-      holdguard flows check app/demo_data/flows.toml
-    """
-    flow = _valid_flow_or_exit(flow_file)
-    click.echo(f"{flow_file}: ok, {_summary(flow)}")
-
-
-@flows_group.command("load")
-@click.argument("flow_file")
-@db_option
-def load_command(flow_file, db_path):
-    """Validate FLOW_FILE, then replace the catalog with it in one transaction.
-
-    An invalid file changes nothing. Creates the database tables if needed.
-
-    \b
-    Example:
-      holdguard flows load app/demo_data/flows.toml
-    """
-    from app.db import open_database
-
-    flow = _valid_flow_or_exit(flow_file)
-    try:
-        db = open_database(db_path)
-        save_catalog(db, flow)
-    except sqlite3.Error as error:
-        raise click.ClickException(f"{db_path}: could not replace the catalog, nothing changed ({error})") from None
-    click.echo(f"loaded {flow_file} into {db_path}: {_summary(flow)}")
-
-
-@flows_group.command("show")
-@db_option
-def show_command(db_path):
-    """Print the catalog currently loaded (queues, then segments)."""
-    from app.db import connect
-
-    try:
-        flow = load_catalog(connect(db_path, create=False))
-    except FileNotFoundError as error:
-        raise click.ClickException(str(error)) from None
-    if not flow.queues:
-        raise click.ClickException(f"{db_path}: no hold flow loaded (run `holdguard flows load FILE`)")
-    for queue in flow.queues.values():
-        settings = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(queue).items()
-                             if k not in ("name", "music"))
-        click.echo(f"[queue.{queue.name}] {len(queue.music)} music URL(s); {settings}")
-    for segment in flow.segments:
-        window = (f" {format_utc(segment.active_from) if segment.active_from else '...'}"
-                  f" to {format_utc(segment.active_until) if segment.active_until else '...'}"
-                  if segment.active_from or segment.active_until else "")
-        where = ",".join(segment.queues) or "every queue"
-        click.echo(f"{segment.id:<24} {segment.kind:<12} {segment.duration_s:>5g}s  {where}{window}")

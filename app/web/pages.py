@@ -22,13 +22,16 @@ from flask import (Blueprint, abort, current_app, make_response, redirect, rende
                    request, send_file)
 from markupsafe import Markup
 
-from app.customers import SEVERITIES as ISSUE_SEVERITIES
-from app.db import get_db
-from app.flows import load_catalog
-from app.policy import format_utc, parse_utc
-from app.schema import REAL_PLAY
-from app.suppression import suppression_csv, suppression_rows
-from audits import store
+from app.core.audit import AuditResult, Message, Span
+from app.core.phones import to_e164
+from app.core.policy import SEVERITIES as ISSUE_SEVERITIES
+from app.core.suppression import suppression_csv
+from app.core.times import format_utc, parse_utc
+from app.storage import audits as store, playlog
+from app.storage.catalog import load_catalog
+from app.storage.crm import customer_names, open_issue_summaries, suppression_rows
+from app.web.db import get_db
+from app.web.simulate import AdhocCaller, SimulateError, simulate_call
 from audits.timeline import format_mmss, timeline_svg
 
 bp = Blueprint("reports", __name__)
@@ -208,39 +211,15 @@ def transcript_matches(db, query: str) -> list[dict]:
 
 def list_audits(db, filters: dict, only_ids: set[int] | None) -> list[dict]:
     """Recent audits matching the filters, newest first, each with its findings counted by severity."""
-    where, params = [], []
-    if filters["rule"]:
-        where.append("id in (select audit_id from audit_findings where rule = ?)")
-        params.append(filters["rule"])
-    if filters["from"]:
-        where.append("julianday(audited_at) >= julianday(?)")
-        params.append(filters["from"].isoformat())
-    if filters["to"]:
-        where.append("julianday(audited_at) < julianday(?)")
-        params.append((filters["to"] + timedelta(days=1)).isoformat())
-    if only_ids is not None:
-        where.append(f"id in ({', '.join('?' * len(only_ids))})" if only_ids else "0")
-        params.extend(sorted(only_ids))
-    sql = ("select id, recording, audited_at, duration_s, promo_share, findings, call_sid from audits"
-           + (" where " + " and ".join(where) if where else "")
-           + " order by audited_at desc, id desc limit ?")
-    audits = [dict(row) for row in db.query(sql, params + [AUDITS_SHOWN])]
-    counts = _severity_counts(db, [audit["id"] for audit in audits])
+    audits = store.list_audits(
+        db, rule=filters["rule"], only_ids=only_ids, limit=AUDITS_SHOWN,
+        from_day=filters["from"].isoformat() if filters["from"] else None,
+        before_day=(filters["to"] + timedelta(days=1)).isoformat() if filters["to"] else None)
+    counts = store.severity_counts(db, [audit["id"] for audit in audits])
     for audit in audits:
         audit["by_severity"] = counts.get(audit["id"], {})
         audit["name"] = Path(audit["recording"]).name
     return audits
-
-
-def _severity_counts(db, audit_ids: list[int]) -> dict[int, dict[str, int]]:
-    if not audit_ids:
-        return {}
-    counts: dict[int, dict[str, int]] = {}
-    for row in db.query(f"select audit_id, severity, count(*) as n from audit_findings "
-                        f"where audit_id in ({', '.join('?' * len(audit_ids))}) group by audit_id, severity",
-                        audit_ids):
-        counts.setdefault(row["audit_id"], {})[row["severity"]] = row["n"]
-    return counts
 
 
 @bp.route("/audits")
@@ -260,12 +239,10 @@ def audits_page():
 # ---- /audits/<id> -----------------------------------------------------------------------------
 
 def _audit_row(db, audit_id: int) -> dict:
-    rows = list(db.query("select id, recording, coalesce(path, recording) as path, audited_at, call_sid, sha256 "
-                         "from audits where id = ?",
-                         [audit_id]))
-    if not rows:
+    row = store.audit_row(db, audit_id)
+    if row is None:
         abort(404, f"There is no audit {audit_id}.")
-    return dict(rows[0])
+    return row
 
 
 def recording_file(recording: str) -> Path | None:
@@ -284,15 +261,6 @@ def transcript_lines(result) -> list[dict]:
     return sorted(lines, key=lambda line: line["start_s"])
 
 
-def call_plays(db, call_sid: str | None) -> list[dict]:
-    """What the webhook decided for the audited call, answer by answer, with its reasons."""
-    if not call_sid:
-        return []
-    return [dict(row) for row in db.query(
-        "select at_s, segment_id, kind, duration_s, reason from plays where call_sid = ? order by id",
-        [call_sid])]
-
-
 @bp.route("/audits/<int:audit_id>")
 def audit_page(audit_id: int):
     db = get_db()
@@ -302,7 +270,7 @@ def audit_page(audit_id: int):
         "pages/audit.html", audit=audit, result=result,
         timeline=Markup(timeline_svg(result)),  # timeline_svg escapes every text it draws
         has_audio=recording_file(audit["path"]) is not None,
-        transcript=transcript_lines(result), plays=call_plays(db, audit["call_sid"]))
+        transcript=transcript_lines(result), plays=playlog.call_plays(db, audit["call_sid"]))
 
 
 @bp.route("/audits/<int:audit_id>/audio")
@@ -323,11 +291,8 @@ def audit_audio(audit_id: int):
 
 DIGEST_DAYS = 7
 RECENT_PROMO_PLAYS = 25
-# A per-promo skip in the policy's reasons reads "promo <id> skipped: <why>"; a caller-wide block
-# (open issue, opt-out, unknown caller) reads "promo skipped: <why>" and names no promo.
-PROMO_SKIP_TEXT = "promo {promo_id} skipped"
-CALLER_BLOCK_TEXT = "promo skipped: "
-BLOCK_CAUSES = ("open issue", "opted out", "unknown caller")
+# The play log's causes as the page words them.
+CAUSE_LABELS = {"open_issue": "open issue", "opt_out": "opted out", "unknown_caller": "unknown caller"}
 
 
 def window_status(segment, now: datetime) -> str:
@@ -345,64 +310,22 @@ def promo_digest(db, now: datetime, days: int = DIGEST_DAYS) -> list[dict]:
     """Every promo in the catalog: where and when it may play, how often it played and was skipped."""
     since = format_utc(now - timedelta(days=days))
     flow = load_catalog(db)
-    digest = []
-    for promo in (segment for segment in flow.segments if segment.kind == "promo"):
-        played = _one(db, f"""select count(*) as answers, count(distinct call_sid) as calls,
-                                     count(distinct caller) as callers, max(at) as last_at
-                              from plays where segment_id = ? and julianday(at) >= julianday(?)
-                               and {REAL_PLAY}""",
-                      [promo.id, since])
-        skipped = _one(db, f"""select count(*) as answers, count(distinct call_sid) as calls from plays
-                               where instr(reason, ?) > 0 and julianday(at) >= julianday(?) and {REAL_PLAY}""",
-                       [PROMO_SKIP_TEXT.format(promo_id=promo.id), since])
-        digest.append({"segment": promo, "queues": list(promo.queues) or list(flow.queues),
-                       "every_queue": not promo.queues, "status": window_status(promo, now),
-                       "played": played, "skipped": skipped})
-    return digest
+    return [{"segment": promo, "queues": list(promo.queues) or list(flow.queues), "every_queue": not promo.queues,
+             "status": window_status(promo, now), "played": playlog.promo_played(db, promo.id, since),
+             "skipped": playlog.promo_skipped(db, promo.id, since)}
+            for promo in flow.segments if promo.kind == "promo"]
 
 
 def caller_blocks(db, now: datetime, days: int = DIGEST_DAYS) -> list[dict]:
     """Answers where no promo could play for this caller at all, by queue and cause."""
-    since = format_utc(now - timedelta(days=days))
-    rows = db.query(f"""select queue, reason, call_sid from plays
-                        where instr(reason, ?) > 0 and julianday(at) >= julianday(?) and {REAL_PLAY}""",
-                    [CALLER_BLOCK_TEXT, since])
-    blocks: dict[tuple[str, str], dict] = {}
-    for row in rows:
-        cause = _block_cause(row["reason"])
-        block = blocks.setdefault((row["queue"] or "", cause),
-                                  {"queue": row["queue"], "cause": cause, "answers": 0, "calls": set()})
-        block["answers"] += 1
-        block["calls"].add(row["call_sid"])
-    return [block | {"calls": len(block["calls"])} for _, block in sorted(blocks.items())]
-
-
-def _block_cause(reason: str) -> str:
-    """ "music: promo skipped: open issue CASE-1042 (high)" -> "open issue" (ids vary, causes don't)."""
-    cause = reason.split(CALLER_BLOCK_TEXT, 1)[1].split(";")[0].strip()
-    return next((kind for kind in BLOCK_CAUSES if kind in cause), cause)
-
-
-def recent_promo_plays(db, caller: str | None, limit: int = RECENT_PROMO_PLAYS) -> list[dict]:
-    """The latest promo plays (optionally for one caller): what a caller just heard."""
-    where, params = f"kind = 'promo' and {REAL_PLAY}", []
-    if caller:
-        where += " and caller = ?"
-        params.append(caller)
-    return [dict(row) for row in db.query(
-        f"select at, caller, queue, call_sid, segment_id, at_s from plays where {where} "
-        f"order by julianday(at) desc, id desc limit ?", params + [limit])]
-
-
-def _one(db, sql: str, params: list) -> dict:
-    return dict(next(iter(db.query(sql, params))))
+    return [block | {"cause": CAUSE_LABELS.get(block["cause"], block["cause"])}
+            for block in playlog.caller_blocks(db, format_utc(now - timedelta(days=days)))]
 
 
 def _caller_arg() -> str:
     raw = request.args.get("caller", "").strip()
     if not raw:
         return ""
-    from app.phones import to_e164
     try:
         return to_e164(raw, current_app.config.get("HOLDGUARD_DEFAULT_REGION", "US"))
     except ValueError as error:
@@ -414,7 +337,7 @@ def campaigns_page():
     db, now = get_db(), utc_now()
     caller = _caller_arg()
     return render_template("pages/campaigns.html", promos=promo_digest(db, now),
-                           blocks=caller_blocks(db, now), recent=recent_promo_plays(db, caller),
+                           blocks=caller_blocks(db, now), recent=playlog.recent_promo_plays(db, caller, RECENT_PROMO_PLAYS),
                            caller=caller, raw_caller=request.args.get("caller", ""), days=DIGEST_DAYS,
                            now=format_utc(now))
 
@@ -432,9 +355,7 @@ class FormError(ValueError):
 
 
 def simulation_request(form, queue_names: list[str]) -> dict:
-    """The simulate form, checked: keyword arguments for app.simulate.simulate_call."""
-    from app.simulate import AdhocCaller
-
+    """The simulate form, checked: keyword arguments for app.web.simulate.simulate_call."""
     try:
         minutes = float(form.get("minutes", ""))
     except ValueError:
@@ -463,18 +384,16 @@ def simulation_request(form, queue_names: list[str]) -> dict:
                                                         marketing_opt_out=form.get("opt_out") == "yes")}
 
 
-def simulated_hold(timeline: list[dict], hold_s: float, catalog) -> "AuditResult":
+def simulated_hold(timeline: list[dict], hold_s: float, catalog) -> AuditResult:
     """A simulated call as an AuditResult, so it gets the same timeline picture as an audit."""
-    from audits.data import AuditResult, Message, Segment as HeardSpan
-
     texts = {segment.id: segment.say or segment.play or segment.id for segment in catalog}
     spans, messages = [], {}
     for play in timeline:
         start_s, end_s = play["at_s"], play["at_s"] + play["duration_s"]
         if play["kind"] not in KIND_CATEGORIES:
-            spans.append(HeardSpan(start_s, end_s, "music"))
+            spans.append(Span(start_s, end_s, "music"))
             continue
-        spans.append(HeardSpan(start_s, end_s, "speech"))
+        spans.append(Span(start_s, end_s, "speech"))
         message = messages.setdefault(play["segment_id"], Message(
             id=play["segment_id"], text=texts.get(play["segment_id"], play["reason"]),
             play_times_s=[], play_ends_s=[], category=KIND_CATEGORIES[play["kind"]]))
@@ -503,8 +422,6 @@ def flows_page():
 @bp.route("/flows", methods=["POST"])
 def simulate_on_flows_page():
     """Run the simulate form through the real webhook and policy; show the timeline and reasons."""
-    from app.simulate import SimulateError, simulate_call
-
     flow = load_catalog(get_db())
     try:
         arguments = simulation_request(request.form, list(flow.queues))
@@ -534,9 +451,7 @@ def suppression_page():
     min_severity = _min_severity_arg()
     db = get_db()
     rows = _suppression_rows(min_severity)
-    names = {row["customer_id"]: row["name"] for row in db.query("select customer_id, name from customers")}
-    summaries = {row["id"]: row["summary"] for row in db.query(
-        "select id, summary from issues where closed_at is null")}
+    names, summaries = customer_names(db), open_issue_summaries(db)
     return render_template("pages/suppression.html", rows=rows, names=names, summaries=summaries,
                            min_severity=min_severity, severities=ISSUE_SEVERITIES,
                            customers=len({row["customer_id"] for row in rows}))

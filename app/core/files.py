@@ -1,4 +1,5 @@
-"""Writing a file so readers see the old one or the whole new one, never half of it."""
+"""Files: written so readers see the old one or the whole new one, never half of it; hashed."""
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -29,3 +30,11 @@ def _file_mode(path: Path) -> int:
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as audio_file:
+        for block in iter(lambda: audio_file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,4 +1,6 @@
 """Phone numbers to E.164, the one form holdguard stores and looks callers up by."""
+import re
+
 import phonenumbers
 from phonenumbers import NumberParseException, ValidationResult
 
@@ -44,3 +46,17 @@ def to_e164(raw, default_region: str = "US") -> str:
         reason = _LENGTH_REASONS.get(length_check, "impossible number")
         raise ValueError(f"{text!r} is not a valid phone number ({reason})")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+_E164 = re.compile(r"\+[1-9]\d{6,14}")
+
+
+def normalize_phone(raw: str | None, default_region: str = "US") -> str | None:
+    """E.164 form of a caller id ("(555) 555-0102" -> "+15555550102"), as the CRM import stores
+    numbers; None when it is no phone number ("anonymous", empty)."""
+    if raw and _E164.fullmatch(raw):
+        return raw  # what Twilio sends; to_e164 would return it unchanged (or no customer has it)
+    try:
+        return to_e164(raw, default_region)
+    except ValueError:
+        return None

@@ -39,8 +39,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import NamedTuple
+
+from app.core.products import NO_ALIASES, ProductNames
 
 KINDS = ("music", "promo", "reassurance", "notice", "tip")
 # Kinds the policy makes up itself (not catalog segments); they appear in the play log.
@@ -54,6 +56,11 @@ FALLBACK_MUSIC_ID = "fallback-music"
 FALLBACK_MUSIC_URL = "http://com.twilio.sounds.music.s3.amazonaws.com/MARKOVICHAMP-Borghestral.mp3"
 FALLBACK_MUSIC_CHUNK_S = 45.0
 SPOKEN_WORDS_PER_S = 2.5
+
+# Why a promo did not play, stored in the play log's `cause` column (and `play_skips` per promo):
+# a fixed set, so pages and Datasette filter on it instead of parsing the readable reason.
+CAUSES = ("open_issue", "owned_product", "per_call_cap", "share_cap", "repeat_days", "heard_this_call",
+          "opt_out", "unknown_caller", "no_promo", "fault")
 
 
 @dataclass(frozen=True)
@@ -94,8 +101,9 @@ class Segment:
 
 @dataclass(frozen=True)
 class Issue:
+    """An open customer issue (a CRM case); the audit's context uses the same shape."""
     id: str
-    severity: str
+    severity: str = "medium"
     summary: str = ""
 
 
@@ -138,25 +146,41 @@ class QueueData:
     queue_size: int | None = None
 
 
+class Skip(NamedTuple):
+    """A promo that could have played and did not, and why (one of CAUSES)."""
+    promo_id: str
+    cause: str
+
+
 @dataclass(frozen=True)
 class Decision:
     segment: Segment
-    reason: str
+    reason: str  # for a person: "music: promo skipped: open issue CASE-1042 (high)"
     position_told: int | None = None  # set when an announcement speaks a position
+    cause: str | None = None  # why no promo played, when one was considered (one of CAUSES)
+    skipped: tuple[Skip, ...] = ()  # promos passed over for this answer
+
+
+class Block(NamedTuple):
+    """Why no promo at all may play: a cause (one of CAUSES) and the readable reason."""
+    cause: str
+    reason: str
 
 
 def decide(caller: Caller | None, call: CallSoFar, history: tuple[Play, ...] | list[Play],
            queue: QueueSettings, catalog: tuple[Segment, ...] | list[Segment],
-           queue_data: QueueData, now: datetime) -> Decision:
+           queue_data: QueueData, now: datetime, products: ProductNames = NO_ALIASES) -> Decision:
     """The next segment for this caller, this call and this queue, with the reason.
 
     `caller` None means unknown: music only (fail closed). `history` holds the
     caller's plays in earlier calls (only promos matter). `catalog` may hold
     segments of other queues or outside their window: they are filtered here.
+    `products` holds the hold flow's product aliases (see app.core.products).
     """
     segments = [s for s in catalog if s.applies_to(queue.name) and s.is_active(now)]
     if caller is None:
-        return music_decision(queue, segments, call, "music only: unknown caller (fail closed)")
+        return music_decision(queue, segments, call, "music only: unknown caller (fail closed)",
+                              cause="unknown_caller")
     heard_ids = {p.segment_id for p in call.plays}
     hold_s = _hold_s(call, queue_data)
 
@@ -179,17 +203,26 @@ def decide(caller: Caller | None, call: CallSoFar, history: tuple[Play, ...] | l
     if not any(p.kind == "music" for p in call.plays):
         return music_decision(queue, segments, call, "music: the hold has just begun")
 
-    promo, promo_skipped = _promo(caller, segments, call, history, queue, hold_s, now)
+    promo, no_promo = _promo(caller, segments, call, history, queue, hold_s, now, products)
     if promo is not None:
         return promo
 
     tip = next((t for t in _of_kind(segments, "tip") if t.id not in heard_ids), None)
     if tip is not None:
-        return Decision(tip, f"tip {tip.id}: not yet heard this call; {promo_skipped}")
-    return music_decision(queue, segments, call, f"music: {promo_skipped}")
+        return Decision(tip, f"tip {tip.id}: not yet heard this call; {no_promo.reason}",
+                        cause=no_promo.cause, skipped=no_promo.skipped)
+    return music_decision(queue, segments, call, f"music: {no_promo.reason}", cause=no_promo.cause,
+                          skipped=no_promo.skipped)
 
 
-def music_decision(queue: QueueSettings | None, segments, call: CallSoFar, reason: str) -> Decision:
+class NoPromo(NamedTuple):
+    cause: str
+    reason: str
+    skipped: tuple[Skip, ...] = ()
+
+
+def music_decision(queue: QueueSettings | None, segments, call: CallSoFar, reason: str,
+                   cause: str | None = None, skipped: tuple[Skip, ...] = ()) -> Decision:
     """The next music chunk in rotation (queue music URLs, then music segments).
 
     With no queue settings (catalog unreadable) it is Twilio's public hold music.
@@ -202,22 +235,17 @@ def music_decision(queue: QueueSettings | None, segments, call: CallSoFar, reaso
     if not tracks:
         tracks = [Segment(FALLBACK_MUSIC_ID, "music", FALLBACK_MUSIC_CHUNK_S, play=FALLBACK_MUSIC_URL)]
     music_plays = sum(1 for p in call.plays if p.kind == "music")
-    return Decision(tracks[music_plays % len(tracks)], reason)
+    return Decision(tracks[music_plays % len(tracks)], reason, cause=cause, skipped=skipped)
 
 
 def fallback_decision(queue: QueueSettings | None, reason: str) -> Decision:
     """Music only, for when anything went wrong: never a message, never a promo."""
-    return music_decision(queue, [], CallSoFar(), reason)
+    return music_decision(queue, [], CallSoFar(), reason, cause="fault")
 
 
 def severity_rank(severity: str) -> int:
     """low < medium < high < critical; an unknown severity ranks highest (fail closed)."""
     return SEVERITY_RANK.get(severity.strip().lower(), len(SEVERITIES))
-
-
-def product_key(product: str) -> str:
-    """Products compare case- and spacing-insensitively: "Galaxy S7" == "galaxy  s7" == "GalaxyS7"."""
-    return "".join(product.casefold().split())
 
 
 def spoken_duration_s(text: str) -> float:
@@ -295,84 +323,81 @@ def _reassurance(segments, call: CallSoFar, queue: QueueSettings, hold_s: float)
 
 
 def _promo(caller, segments, call: CallSoFar, history, queue: QueueSettings, hold_s: float,
-           now: datetime) -> tuple[Decision | None, str]:
+           now: datetime, products: ProductNames) -> tuple[Decision | None, NoPromo]:
     """The promo to play, or None and why no promo plays."""
     candidates = _of_kind(segments, "promo")
     if not candidates:
-        return None, "no promo for this queue right now"
-    blocked = promos_blocked(caller, call, queue)
-    if blocked:
-        return None, blocked
+        return None, NoPromo("no_promo", "no promo for this queue right now")
+    block = promo_block(caller, call, queue)
+    if block is not None:
+        return None, NoPromo(block.cause, block.reason)
     call_promos = [p for p in call.plays if p.kind == "promo"]
-    owned = {product_key(p): p for p in caller.products}
+    owned = {products.key(p): p for p in caller.products}
     promo_s = sum(p.duration_s for p in call_promos)
-    skipped = []
+    skipped, skip_texts = [], []
     for promo in candidates:
-        why_not = (_owned_product(promo, owned)
+        why_not = (_owned_product(promo, owned, products)
                    or _recently_heard(promo, call, history, queue, now)
                    or _share_exceeded(promo, promo_s, hold_s, queue))
         if why_not:
-            skipped.append(f"promo {promo.id} skipped: {why_not}")
+            skipped.append(Skip(promo.id, why_not.cause))
+            skip_texts.append(f"promo {promo.id} skipped: {why_not.reason}")
             continue
         share = (promo_s + promo.duration_s) / (hold_s + promo.duration_s)
         reason = (f"promo {promo.id}: {len(call_promos) + 1} of at most {queue.promos_per_call_max} "
                   f"this call, promo share {share:.0%} (max {queue.promo_share_max:.0%})")
-        return Decision(promo, "; ".join([reason, *skipped])), ""
-    return None, "; ".join(skipped)
+        return Decision(promo, "; ".join([reason, *skip_texts]), skipped=tuple(skipped)), NoPromo("", "")
+    return None, NoPromo(skipped[0].cause, "; ".join(skip_texts), tuple(skipped))
 
 
-def promos_blocked(caller: Caller | None, call: CallSoFar, queue: QueueSettings) -> str:
-    """Why no promo at all may play for the rest of this answer ("" if one may).
+def promo_block(caller: Caller | None, call: CallSoFar, queue: QueueSettings) -> Block | None:
+    """Why no promo at all may play for the rest of this answer; None if one may.
 
     Public so the webhook can skip reading the caller's promo history when it
     cannot matter (unknown caller, opt-out, open issue, this call's cap reached).
     """
     if caller is None:
-        return "promo skipped: unknown caller"
+        return Block("unknown_caller", "promo skipped: unknown caller")
     if caller.marketing_opt_out:
-        return "promo skipped: caller opted out of marketing"
+        return Block("opt_out", "promo skipped: caller opted out of marketing")
     threshold = severity_rank(queue.suppress_min_severity)
     blocking = [i for i in caller.open_issues if severity_rank(i.severity) >= threshold]
     if blocking:
         worst = max(blocking, key=lambda i: severity_rank(i.severity))
-        return f"promo skipped: open issue {worst.id} ({worst.severity})"
+        return Block("open_issue", f"promo skipped: open issue {worst.id} ({worst.severity})")
     if sum(1 for p in call.plays if p.kind == "promo") >= queue.promos_per_call_max:
-        return f"promo cap reached ({queue.promos_per_call_max} per call)"
-    return ""
+        return Block("per_call_cap", f"promo cap reached ({queue.promos_per_call_max} per call)")
+    return None
 
 
-def _owned_product(promo: Segment, owned: dict[str, str]) -> str:
+def promos_blocked(caller: Caller | None, call: CallSoFar, queue: QueueSettings) -> str:
+    """promo_block's readable reason ("" if a promo may play)."""
+    block = promo_block(caller, call, queue)
+    return block.reason if block else ""
+
+
+def _owned_product(promo: Segment, owned: dict[str, str], products: ProductNames) -> Block | None:
     for product in promo.products:
-        if product_key(product) in owned:
-            return f"caller owns {owned[product_key(product)]}"
-    return ""
+        if products.key(product) in owned:
+            return Block("owned_product", f"caller owns {owned[products.key(product)]}")
+    return None
 
 
 def _recently_heard(promo: Segment, call: CallSoFar, history, queue: QueueSettings,
-                    now: datetime) -> str:
+                    now: datetime) -> Block | None:
     if any(p.segment_id == promo.id for p in call.plays):
-        return "already heard this call"
+        return Block("heard_this_call", "already heard this call")
     window = timedelta(days=queue.promo_repeat_days)
     heard = [p.at for p in history if p.segment_id == promo.id and now - p.at < window]
     if heard:
         days_ago = (now - max(heard)).total_seconds() / 86400
-        return f"heard {days_ago:.1f} days ago (not replayed within {queue.promo_repeat_days:g} days)"
-    return ""
+        return Block("repeat_days",
+                     f"heard {days_ago:.1f} days ago (not replayed within {queue.promo_repeat_days:g} days)")
+    return None
 
 
-def _share_exceeded(promo: Segment, promo_s: float, hold_s: float, queue: QueueSettings) -> str:
+def _share_exceeded(promo: Segment, promo_s: float, hold_s: float, queue: QueueSettings) -> Block | None:
     share = (promo_s + promo.duration_s) / (hold_s + promo.duration_s)
     if share > queue.promo_share_max:
-        return f"promo share would be {share:.0%} (max {queue.promo_share_max:.0%})"
-    return ""
-
-
-def format_utc(moment: datetime) -> str:
-    """The one text form of a time in the database: UTC, milliseconds, 'Z' (sorts as text)."""
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_utc(text: str) -> datetime:
-    """Parse an ISO 8601 time; a time without an offset is taken as UTC."""
-    moment = datetime.fromisoformat(text.strip())
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        return Block("share_cap", f"promo share would be {share:.0%} (max {queue.promo_share_max:.0%})")
+    return None

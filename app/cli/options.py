@@ -1,0 +1,51 @@
+"""Options and helpers every data command shares; library errors become one-line messages here."""
+import sqlite3
+
+import click
+import phonenumbers
+
+from app.storage.connect import DatabaseMissing, UnsupportedDatabase, open_existing
+from app.storage.schema import open_database
+
+
+def db_option(function):
+    """The --db option every data command takes (env HOLDGUARD_DB)."""
+    return click.option("--db", "db_path", envvar="HOLDGUARD_DB", default="./holdguard.db",
+                        show_default=True, metavar="FILE|URL",
+                        help="SQLite file or sqlite:///path URL (env HOLDGUARD_DB).")(function)
+
+
+def region_option(function):
+    return click.option("--region", envvar="HOLDGUARD_DEFAULT_REGION", default="US", show_default=True,
+                        help="Region for phone numbers written without +country code "
+                             "(ISO code such as US, GB; env HOLDGUARD_DEFAULT_REGION).")(function)
+
+
+def check_region(region: str) -> str:
+    if region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise click.BadParameter(f"{region!r} is not a region code (e.g. US, GB, DE)", param_hint="--region")
+    return region.upper()
+
+
+def existing_db(db_path: str):
+    """An initialised database, or stop with a one-line error saying what to run."""
+    try:
+        db = open_existing(db_path)
+        tables = set(db.table_names())
+    except (DatabaseMissing, UnsupportedDatabase) as exc:
+        raise click.ClickException(str(exc)) from None
+    except sqlite3.DatabaseError as exc:
+        raise click.ClickException(f"{db_path}: not a usable SQLite database ({exc})") from None
+    if not {"customers", "issues"} <= tables:
+        raise click.ClickException(f"{db_path}: no customers table (run `holdguard db init --db {db_path}`)")
+    return db
+
+
+def writable_db(db_path: str):
+    """The database for a command that writes: created and migrated if needed, or a one-line error."""
+    try:
+        return open_database(db_path)
+    except UnsupportedDatabase as exc:
+        raise click.ClickException(str(exc)) from None
+    except sqlite3.DatabaseError as exc:
+        raise click.ClickException(f"{db_path}: not a usable SQLite database ({exc})") from None

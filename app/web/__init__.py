@@ -1,0 +1,1 @@
+"""The web edge: Flask blueprints for the Twilio webhooks, the CRM API and the pages."""

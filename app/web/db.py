@@ -1,0 +1,55 @@
+"""The request's database connection: opened on first use, kept on `g`, closed after the request."""
+import logging
+import sqlite3
+
+from flask import current_app, g
+
+from app.storage.connect import DatabaseMissing, open_existing
+from app.storage.schema import migrate
+
+log = logging.getLogger(__name__)
+
+
+def get_db():
+    """The request's database (API and pages; the webhooks keep their own, see app.storage.playlog)."""
+    if "db" not in g:
+        g.db = open_existing(current_app.config["HOLDGUARD_DB"])
+    return g.db
+
+
+def close_db(_exc=None) -> None:
+    db = g.pop("db", None)
+    if db is not None:
+        db.close()
+
+
+def upgrade_existing(url) -> list[str]:
+    """Apply this version's migrations to an existing database at app start; their names.
+
+    A missing database is left alone (`holdguard db init` makes it; the webhooks
+    report it). A locked or unreadable one is logged, not raised: the app must
+    still start and answer Twilio (music, failing closed); the webhook's own
+    connection tries again.
+    """
+    try:
+        database = open_existing(url, busy_timeout_s=0.5)
+    except DatabaseMissing:
+        return []
+    except (sqlite3.Error, OSError) as error:
+        log.error("%s: could not open it to bring it up to this version: %s", url, error)
+        return []
+    try:
+        applied = migrate(database)
+    except sqlite3.Error as error:
+        log.error("%s: could not bring it up to this version (run `holdguard db init`): %s", url, error)
+        return []
+    finally:
+        database.close()
+    if applied:
+        log.info("%s: applied migration(s) %s", url, ", ".join(applied))
+    return applied
+
+
+def init_app(app) -> None:
+    app.teardown_appcontext(close_db)
+    upgrade_existing(app.config["HOLDGUARD_DB"])

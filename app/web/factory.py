@@ -1,0 +1,20 @@
+"""The application factory: config, the database's teardown, the blueprints."""
+import logging
+
+from flask import Flask
+
+from app.core.config import load_config
+from app.web import api, db, pages, twilio_hold
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """A new app; nothing touches the database until a request does, except bringing an existing
+    database up to this version (db.upgrade_existing)."""
+    app = Flask("app")  # templates and static files live in the app package
+    app.config.update(load_config(test_config))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    db.init_app(app)
+    app.register_blueprint(twilio_hold.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(pages.bp)
+    return app
