@@ -188,7 +188,9 @@ def from_database(db, call_sid: str | None = None, phone: str | None = None) -> 
         issues = [Issue(i.id, i.severity or "medium", i.summary) for i in caller.open_issues]
     else:
         issues = crm.issues_open_at(db, caller_phone, started_at)
-    return Context(open_issues=issues, owned_products=list(caller.products), queue=queue, issues_as_of=started_at)
+    names = catalog.load_product_names(db)  # the flow's aliases: "S7" owned is the "Galaxy S7" sold
+    owned = [names.canonical(product) for product in caller.products]
+    return Context(open_issues=issues, owned_products=owned, queue=queue, issues_as_of=started_at)
 
 
 def merge(first: Context, second: Context) -> Context:

@@ -12,6 +12,7 @@ first and waits up to the busy timeout for it.
 """
 import contextlib
 import sqlite3
+import time
 from pathlib import Path
 
 import sqlite_utils
@@ -19,6 +20,11 @@ import sqlite_utils
 SQLITE_URL_PREFIX = "sqlite:///"
 # Commands and the API wait this long for another writer; the webhook far less (see playlog).
 BUSY_TIMEOUT_S = 5.0
+# A writer that commits transaction after transaction (an import) pauses this long after each
+# WRITE_BURST_S of them. SQLite's busy handler polls instead of queueing, so without the pause a
+# webhook waiting for the lock could miss every gap between the importer's transactions.
+WRITE_BURST_S = 0.04
+WRITE_PAUSE_S = 0.03
 
 
 class DatabaseMissing(FileNotFoundError):
@@ -86,3 +92,16 @@ def transaction(db: sqlite_utils.Database):
 def open_existing(url: str | Path, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> sqlite_utils.Database:
     """An initialised database for a command that reads or updates it; DatabaseMissing if there is none."""
     return connect(url, create=False, busy_timeout_s=busy_timeout_s)
+
+
+class WriterPacing:
+    """For a loop of write transactions: call `after_commit()` after each; it pauses now and then."""
+
+    def __init__(self, burst_s: float = WRITE_BURST_S, pause_s: float = WRITE_PAUSE_S):
+        self.burst_s, self.pause_s = burst_s, pause_s
+        self.burst_started = time.monotonic()
+
+    def after_commit(self) -> None:
+        if time.monotonic() - self.burst_started >= self.burst_s:
+            time.sleep(self.pause_s)
+            self.burst_started = time.monotonic()

@@ -18,7 +18,7 @@ from app.core.phones import to_e164
 from app.core.policy import SEVERITIES, Caller, Issue
 from app.core.suppression import HEADER, MARKETING_OPT_OUT, OPEN_ISSUE
 from app.core.times import format_utc, utc_now
-from app.storage.connect import transaction
+from app.storage.connect import WriterPacing, transaction
 
 __all__ = ["ImportFileError"]  # raised by import_customers, defined with the file rules
 
@@ -207,6 +207,7 @@ def import_customers(db, path, default_region: str = "US", *, now: str | None = 
     now = now or now_text()
     records, warnings = read_records(path, default_region)
     report = ImportReport(warnings=warnings)
+    pacing = WriterPacing()  # the webhook gets the write lock between customers
     # disable=None: a bar on a terminal only, never in logs or pipes
     for record in tqdm(records, desc="customers", unit="row", disable=None if progress else True,
                        leave=False):
@@ -217,6 +218,7 @@ def import_customers(db, path, default_region: str = "US", *, now: str | None = 
         try:
             with transaction(db):
                 outcome = save_customer(db, record.customer, now)
+            pacing.after_commit()
         except InvalidRecord as exc:
             report.errors.extend(RowError(path, record.location, error) for error in exc.errors)
             report.rejected += 1
