@@ -13,6 +13,7 @@ with calls.simulated = 1: a real call's history leaves their plays out; a
 simulated call's history keeps them, so consecutive simulations are consecutive
 calls on top of the caller's real history.
 """
+import contextlib
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -206,7 +207,8 @@ def record_play(db, call_sid: str, caller_key: str, customer_id: str | None, que
     if decision.position_told is not None:
         latest["last_position_told"] = decision.position_told
     unchanged = call_row is not None and all(call_row[name] == value for name, value in latest.items())
-    with transaction(db):
+    # One statement commits alone: most answers (no skipped promo, call row as it was) need no BEGIN/COMMIT.
+    with contextlib.nullcontext() if unchanged and not decision.skipped else transaction(db):
         inserted = db.execute(
             "INSERT INTO plays (call_sid, caller, customer_id, queue, segment_id, kind, at, at_s, duration_s, "
             "reason, cause, queue_time, play_url, say_text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -218,7 +220,7 @@ def record_play(db, call_sid: str, caller_key: str, customer_id: str | None, que
         play_id = inserted.lastrowid
         if decision.skipped:
             db.conn.executemany("INSERT OR IGNORE INTO play_skips (play_id, segment_id, cause) VALUES (?, ?, ?)",
-                           [(play_id, skip.promo_id, skip.cause) for skip in decision.skipped])
+                                [(play_id, skip.promo_id, skip.cause) for skip in decision.skipped])
         if not unchanged:
             _upsert_call(db, call_sid, at, simulated, latest)
     return LoggedAnswer(segment.id, segment.kind, segment.play, segment.say, decision.reason)
