@@ -70,6 +70,12 @@ def _one_of(choices):
     return check
 
 
+def _true_or_false(value):
+    if not isinstance(value, bool):
+        return None, f"must be true or false, got {_describe(value)}"
+    return value, ""
+
+
 def _text(value):
     if not isinstance(value, str) or not value.strip():
         return None, f"must be non-empty text, got {_describe(value)}"
@@ -121,6 +127,7 @@ QUEUE_CHECKS = {
     "reassurance_per_call_max": _number(0, integer=True),
     "wait_announce_every_s": _number(0),
     "suppress_min_severity": _one_of(SEVERITIES),
+    "agent_whisper": _true_or_false,
 }
 SEGMENT_CHECKS = {
     "id": _text,

@@ -76,6 +76,7 @@ class QueueSettings:
     reassurance_per_call_max: int = 2
     wait_announce_every_s: float = 180.0
     suppress_min_severity: str = "low"
+    agent_whisper: bool = False  # /twilio/agent-whisper speaks what the caller heard (off: says nothing)
 
 
 @dataclass(frozen=True)

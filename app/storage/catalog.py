@@ -26,6 +26,7 @@ def queue_to_row(queue: QueueSettings) -> dict:
 def queue_from_row(row: dict) -> QueueSettings:
     values = dict(row)
     values["music"] = tuple(json.loads(row["music"] or "[]"))
+    values["agent_whisper"] = bool(row.get("agent_whisper"))
     return QueueSettings(**values)
 
 

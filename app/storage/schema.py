@@ -4,7 +4,8 @@ Written to be read by a person in Datasette:
 
 customers         one row per CRM customer, keyed by customer_id; phone in E.164
 issues            open and closed issues; closed_at IS NULL means open
-queues            hold-flow settings per Twilio queue name (from `flows load`)
+queues            hold-flow settings per Twilio queue name (from `flows load`); agent_whisper = 1:
+                  /twilio/agent-whisper speaks the caller's hold to the agent
 segments          what may be played: music, promo, reassurance, notice, tip
 product_aliases   other names of a catalog product (`[product."Galaxy S7"] aliases = [...]`)
 calls             one row per CallSid: who, which queue, how the wait ended; simulated = 1
@@ -41,7 +42,7 @@ TABLES = {
         {"name": str, "music": str, "music_chunk_s": float, "promos_per_call_max": int,
          "promo_share_max": float, "promo_repeat_days": float, "reassurance_every_s": float,
          "reassurance_per_call_max": int, "wait_announce_every_s": float,
-         "suppress_min_severity": str},
+         "suppress_min_severity": str, "agent_whisper": int},
         {"pk": "name"},
     ),
     "segments": (
@@ -114,6 +115,7 @@ LATER_COLUMNS = [
     ("plays", "queue_time", str, None),
     ("plays", "play_url", str, None),
     ("plays", "say_text", str, None),
+    ("queues", "agent_whisper", int, 0),
 ]
 
 # Every column holding a time, in the one stored form.
@@ -187,6 +189,7 @@ MIGRATIONS = [
     (3, "one stored time form", _one_time_form),
     (4, "indexes and one play per wait request", _indexes),
     (5, "transcript search", _transcript_search),
+    (6, "queue setting agent_whisper", _add_later_columns),
 ]
 
 
