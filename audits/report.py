@@ -6,8 +6,9 @@
 Markdown and HTML say the same things from the same rows (summary, findings,
 messages, timeline), so they cannot drift apart. Every piece of text that came
 from a recording (transcripts, file names) is escaped: a transcript may read
-"<script>". The HTML file is self-contained: inline CSS and an inline SVG timeline,
-no scripts, no external assets.
+"<script>". The HTML file is the Jinja template audits/templates/report.html,
+autoescaped, and self-contained: holdguard's stylesheet (the one the pages serve)
+inlined, an inline SVG timeline, no scripts, no external assets.
 """
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ import json
 from datetime import datetime, timezone
 from html import escape
 
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
 from app.core.audit import AuditResult
 from audits.rules import clock
-from audits.timeline import timeline_svg
+from audits.timeline import STYLESHEET, timeline_svg
 
 FORMATS = ("json", "md", "html")
 EXTENSIONS = {"json": ".json", "md": ".md", "html": ".html"}
@@ -214,105 +218,24 @@ def render_markdown(results: list[AuditResult], batch: bool, failures=()) -> str
 
 # --- HTML ---------------------------------------------------------------------------------------
 
-CSS = """
-body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d1d1f; margin: 0; background: #f6f7f9; }
-main { max-width: 1100px; margin: 0 auto; padding: 1.5rem; }
-article, section { background: #fff; border: 1px solid #dde1e6; border-radius: 8px; padding: 1rem 1.25rem; margin: 1rem 0; }
-h1 { font-size: 1.6rem; margin: .2rem 0 .8rem; } h2 { font-size: 1.3rem; margin-top: .2rem; word-break: break-all; }
-h3 { font-size: 1.05rem; margin: 1.2rem 0 .4rem; }
-table { border-collapse: collapse; width: 100%; font-size: 14px; }
-th, td { text-align: left; vertical-align: top; padding: .35rem .5rem; border-bottom: 1px solid #e6e8eb; }
-th { background: #f0f2f5; } td.num { text-align: right; white-space: nowrap; }
-.sev { display: inline-block; padding: 0 .45rem; border-radius: 4px; color: #fff; font-weight: 600; font-size: 13px; }
-.sev-high { background: #b00020; } .sev-medium { background: #b35900; } .sev-low { background: #4d4d4d; }
-.cat { font-weight: 600; } .cat-promo { color: #b34700; } .cat-reassurance { color: #005a8c; }
-.summary { font-size: 15px; } .context { color: #444; }
-figure { margin: .5rem 0; overflow-x: auto; } svg { max-width: 100%; height: auto; }
-pre { background: #f0f2f5; padding: .6rem; overflow-x: auto; font-size: 13px; }
-footer { color: #666; font-size: 13px; margin: 1rem 0; }
-"""
+# Autoescaped: every value the template prints is escaped unless it is Markup (the stylesheet, and the
+# timeline SVG, which escapes each text it draws itself).
+TEMPLATES = Environment(loader=PackageLoader("audits", "templates"), autoescape=True, undefined=StrictUndefined,
+                        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 
 
-def _h(text) -> str:
-    return escape(str(text), quote=True)
-
-
-def _cell_html(header: str, value: str) -> str:
-    if header == "Severity":
-        return f'<td><span class="sev sev-{_h(value)}">{_h(value)}</span></td>'
-    if header == "Category":
-        return f'<td><span class="cat cat-{_h(value)}">{_h(value)}</span></td>'
-    numeric = header in ("Count", "Plays", "Findings", "High", "Medium", "Low", "Length", "Promo share")
-    return f'<td class="num">{_h(value)}</td>' if numeric else f"<td>{_h(value)}</td>"
-
-
-def _html_table(headers: list[str], rows: list[list[str]], caption: str, link_first: list[str] | None = None) -> str:
-    head = "".join(f'<th scope="col">{_h(h)}</th>' for h in headers)
-    body = []
-    for index, row in enumerate(rows):
-        cells = [_cell_html(h, v) for h, v in zip(headers, row)]
-        if link_first:
-            cells[0] = f'<td><a href="#{link_first[index]}">{_h(row[0])}</a></td>'
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return (f'<table><caption class="visually-hidden">{_h(caption)}</caption><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table>')
-
-
-def _timeline_picture(result: AuditResult) -> str:
-    """The SVG timeline."""
-    return f'<figure aria-label="Timeline">{timeline_svg(result)}</figure>'
-
-
-def _html_recording(result: AuditResult, anchor: str, heading: str) -> str:
-    findings = (_html_table(FINDING_HEADERS, finding_rows(result), "Findings") if result.findings else
-                "<p>No findings: nothing repeated too often, no promos against an open issue or an owned "
-                "product, no long dead air.</p>")
-    messages = (_html_table(MESSAGE_HEADERS, message_rows(result), "Messages") if result.messages else
-                "<p>No speech was heard.</p>")
-    return f"""<article id="{_h(anchor)}">
-<{heading}>Hold audit: {_h(result.recording)}</{heading}>
-<p class="summary">{_h(summary_line(result))}</p>
-<p class="context">{_h(context_line(result))}</p>
-{_timeline_picture(result)}
-<h3>Findings</h3>
-{findings}
-<h3>Messages</h3>
-{messages}
-<details><summary>Timeline as text</summary>
-<pre>{_h(timeline_strip(result))}</pre>
-{_html_table(TIMELINE_HEADERS, timeline_rows(result), "Timeline")}
-</details>
-</article>"""
+def _html_recording(result: AuditResult, anchor: str) -> dict:
+    """What the template shows of one recording: the same rows as the Markdown, and the SVG timeline."""
+    return {"anchor": anchor, "recording": result.recording, "summary": summary_line(result),
+            "context": context_line(result), "timeline": Markup(timeline_svg(result)),
+            "findings": finding_rows(result), "messages": message_rows(result),
+            "strip": timeline_strip(result), "timeline_rows": timeline_rows(result)}
 
 
 def render_html(results: list[AuditResult], batch: bool, failures=()) -> str:
-    anchors = [f"recording-{number}" for number in range(1, len(results) + 1)]
     title = f"Hold audits: {len(results)} recordings" if batch else f"Hold audit: {results[0].recording}"
-    sections = []
-    if batch:
-        failed = "".join(f"<li>{_h(path)}: {_h(error)}</li>" for path, error in failures)
-        table = (_html_table(BATCH_HEADERS, batch_rows(results), "Batch summary", link_first=anchors)
-                 if results else "<p>No recording could be audited.</p>")
-        sections.append(f'<section id="batch"><h2>Batch summary</h2>{table}'
-                        + (f"<h3>Could not audit</h3><ul>{failed}</ul>" if failed else "") + "</section>")
-    heading = "h2" if batch else "h1"
-    sections += [_html_recording(result, anchor, heading) for result, anchor in zip(results, anchors)]
-    top = f"<h1>{_h(title)}</h1>" if batch else ""
-    return f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_h(title)}</title>
-<style>{CSS}.visually-hidden {{ position: absolute; left: -9999px; }}</style>
-</head>
-<body>
-<main>
-{top}
-{chr(10).join(sections)}
-<footer>Generated by holdguard on {_generated()}.</footer>
-</main>
-</body>
-</html>
-"""
+    audits = [_html_recording(result, f"recording-{number}") for number, result in enumerate(results, 1)]
+    return TEMPLATES.get_template("report.html").render(
+        title=title, batch=batch, audits=audits, batch_rows=batch_rows(results), failures=list(failures),
+        stylesheet=Markup(STYLESHEET), generated=_generated(), finding_headers=FINDING_HEADERS,
+        message_headers=MESSAGE_HEADERS, timeline_headers=TIMELINE_HEADERS, batch_headers=BATCH_HEADERS)

@@ -11,20 +11,26 @@ carry `data-start-s` so the page can make them seek its audio player.
 """
 from __future__ import annotations
 
+import re
 from html import escape
+from pathlib import Path
 
 from app.core.audit import AuditResult
 
-CATEGORY_COLOURS = {  # Okabe-Ito: tells the categories apart with colour-blindness too
-    "promo": "#D55E00",
-    "reassurance": "#0072B2",
-    "wait": "#009E73",
-    "notice": "#E69F00",
-    "tip": "#56B4E9",
-    "other": "#CC79A7",
-}
-KIND_COLOURS = {"music": "#C9CED6", "silence": "#FFFFFF", "speech": "#7A7A7A"}
-SEVERITY_COLOURS = {"high": "#B00020", "medium": "#B35900", "low": "#4D4D4D"}
+# holdguard's one stylesheet, which the pages serve and the HTML report inlines: the picture takes its
+# colours from its custom properties, so the SVG, the pages' badges and the report's never disagree.
+STYLESHEET_PATH = Path(__file__).resolve().parents[1] / "app" / "static" / "holdguard.css"
+STYLESHEET = STYLESHEET_PATH.read_text(encoding="utf-8")
+
+
+def stylesheet_colours(group: str, css: str = STYLESHEET) -> dict[str, str]:
+    """{name: colour} of the stylesheet's `--<group>-<name>: #rrggbb` properties, in their order."""
+    return dict(re.findall(rf"--{group}-([a-z]+):\s*(#[0-9A-Fa-f]{{6}})\b", css))
+
+
+CATEGORY_COLOURS = stylesheet_colours("category")  # promo, reassurance, wait, notice, tip, other
+KIND_COLOURS = stylesheet_colours("kind")  # music, silence, speech
+SEVERITY_COLOURS = stylesheet_colours("severity")  # high, medium, low
 
 MARGIN_PX = 12
 LEGEND_ROW_PX = 20
