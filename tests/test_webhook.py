@@ -1,6 +1,7 @@
 """The Twilio webhooks through the Flask test client: signed requests, TwiML, the play log, failing closed."""
 import logging
 import sqlite3
+import time
 import xml.etree.ElementTree as ElementTree
 
 import pytest
@@ -322,3 +323,32 @@ def test_two_workers_alternating_on_one_call_each_see_every_play(demo, db_path):
                     datetime.now(timezone.utc), number * 45.0, str(number * 45))
     for db in worker_dbs:
         db.close()
+
+
+def test_after_a_lock_the_next_answers_are_music_without_waiting_on_the_database(demo, twilio_post, db_path,
+                                                                                  monkeypatch, demo_music):
+    """Many callers and a locked database: one request waits out the busy timeout, the next ones for
+    a second answer music at once instead of each holding a worker for the timeout."""
+    from app.storage import connect as storage
+    from app.web import twilio_hold
+
+    monkeypatch.setattr(twilio_hold.LockBreaker, "OPEN_S", 0.5)
+    holder = storage.connect(db_path)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("insert into queues (name, music) values ('lock', '[]')")
+    first = twiml(twilio_post(WAIT, wait_params(0)))
+    assert first.find("Play") is not None and first.find("Say") is None  # music: fail closed
+
+    opened = []
+    real_webhook_db = twilio_hold.playlog.webhook_db
+    monkeypatch.setattr(twilio_hold.playlog, "webhook_db", lambda url: opened.append(url) or real_webhook_db(url))
+    for queue_time in (45, 90, 135):
+        answer = twiml(twilio_post(WAIT, wait_params(queue_time)))
+        assert answer.find("Play") is not None and answer.find("Say") is None
+    assert opened == []  # the breaker answered without touching the database
+    assert twilio_hold._lock_breakers[str(db_path)].skipped == 3
+
+    holder.execute("ROLLBACK")
+    time.sleep(0.6)
+    twilio_post(WAIT, wait_params(180))  # the breaker has closed: a normal, logged answer
+    assert opened and sqlite_utils.Database(db_path)["plays"].count == 1

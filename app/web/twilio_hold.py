@@ -23,6 +23,7 @@ import hmac
 import logging
 import math
 import sqlite3
+import time
 from datetime import datetime, timezone
 from urllib.parse import urlencode
 
@@ -189,6 +190,8 @@ def wait():
         queue_data = queue_data_from_request()
         if not call_sid:
             raise ValueError("wait request without CallSid")
+        if lock_breaker().open():
+            raise DatabaseBusy("the database was locked moments ago: not waiting on it again yet")
         db = playlog.webhook_db(current_app.config["HOLDGUARD_DB"])
         logged = playlog.logged_answer(db, call_sid, queue_time)
         if logged is None:
@@ -200,14 +203,56 @@ def wait():
                                          _at_s(queue_data, inputs), queue_time, inputs.call_row, simulating())
         return _twiml(one_verb_twiml(logged.play_url, logged.say_text))
     except Exception as error:
-        log.exception("wait %s: answering fallback music", call_sid or "(no CallSid)")
+        if not isinstance(error, DatabaseBusy):  # those are counted (LockBreaker), not each logged
+            log.exception("wait %s: answering fallback music", call_sid or "(no CallSid)")
         now = now or utc_now()
         decision = fallback_decision(inputs.queue if inputs else None,
                                      f"fallback music: {type(error).__name__}: {error}")
+        if _is_lock(error):
+            lock_breaker().trip()
         _log_fallback(db, error, call_sid, caller_key, inputs, queue_name, decision, now, queue_data, queue_time)
         if isinstance(error, (sqlite3.Error, OSError)):
             playlog.discard_webhook_db()  # the next request reconnects afresh
     return _twiml(one_verb_twiml(decision.segment.play, decision.segment.say))
+
+
+class DatabaseBusy(Exception):
+    """The wait did not touch a database that was locked moments ago."""
+
+
+class LockBreaker:
+    """After a wait request found the database locked, the next ones answer music at once for
+    OPEN_S instead of each waiting out the busy timeout: with many callers on hold, waiting ones
+    would hold every worker and push answers towards Twilio's 15 s limit. One per process and database."""
+    OPEN_S = 1.0
+
+    def __init__(self):
+        self.open_until = 0.0
+        self.skipped = 0  # answers given without the database while open (their log rows are dropped)
+
+    def open(self) -> bool:
+        if time.monotonic() < self.open_until:
+            self.skipped += 1
+            return True
+        if self.skipped:
+            log.warning("the database was locked: %d wait answer(s) were music without a log row", self.skipped)
+            self.skipped = 0
+        return False
+
+    def trip(self) -> None:
+        self.open_until = time.monotonic() + self.OPEN_S
+
+
+_lock_breakers: dict[str, LockBreaker] = {}
+
+
+def lock_breaker() -> LockBreaker:
+    """The breaker of this app's database."""
+    return _lock_breakers.setdefault(str(current_app.config["HOLDGUARD_DB"]), LockBreaker())
+
+
+def _is_lock(error: Exception) -> bool:
+    return isinstance(error, sqlite3.OperationalError) and ("locked" in str(error) or "busy" in str(error))
 
 
 def _customer_id(inputs) -> str | None:
@@ -224,7 +269,7 @@ def _at_s(queue_data: QueueData | None, inputs) -> float:
 def _log_fallback(db, error, call_sid, caller_key, inputs, queue_name, decision, now, queue_data,
                   queue_time) -> None:
     """Log the fallback answer if the database can take it; a lock would only make Twilio wait."""
-    locked = isinstance(error, sqlite3.OperationalError) and ("locked" in str(error) or "busy" in str(error))
+    locked = _is_lock(error) or isinstance(error, DatabaseBusy)
     database_fault = isinstance(error, (sqlite3.Error, OSError))
     if locked or not call_sid or (db is None and database_fault):
         return
