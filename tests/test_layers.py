@@ -104,29 +104,23 @@ def test_function_level_imports_are_only_lazy_entry_points_or_heavy_stages():
     assert lazy == []
 
 
-def test_only_the_edges_import_flask_or_click():
+def library_imports(below_layer: int, libraries: tuple[str, ...]) -> list[str]:
+    """"module:line imports library" for modules of the layers below `below_layer` that import one of them."""
     offenders = []
     for name, path in project_modules().items():
-        if layer(name) >= layer("app.web"):
+        if layer(name) >= below_layer:
             continue
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
+        for node in ast.walk(ast.parse(path.read_text())):
             names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
                      else [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
-            offenders += [f"{name}:{node.lineno} imports {n}" for n in names
-                          if n.split(".")[0] in ("flask", "click", "werkzeug")]
-    assert offenders == []
+            offenders += [f"{name}:{node.lineno} imports {n}" for n in names if n.split(".")[0] in libraries]
+    return offenders
+
+
+def test_only_the_edges_import_flask_or_click():
+    assert library_imports(layer("app.web"), ("flask", "click", "werkzeug")) == []
 
 
 def test_the_core_touches_no_database_or_numpy():
-    offenders = []
-    for name, path in project_modules().items():
-        if layer(name) != 0:
-            continue
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
-                     else [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
-            offenders += [f"{name}:{node.lineno} imports {n}" for n in names
-                          if n.split(".")[0] in ("sqlite3", "sqlite_utils", "psycopg", "numpy", "flask", "click")]
-    assert offenders == []
+    assert library_imports(layer("app.storage"), ("sqlite3", "sqlite_utils", "psycopg", "numpy", "flask",
+                                                  "click")) == []
