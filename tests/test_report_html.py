@@ -3,7 +3,6 @@ palette for the report, the pages and the timeline picture."""
 import re
 import typing
 from datetime import datetime, timezone
-from html.parser import HTMLParser
 
 from app.core.audit import Category, Context, Issue, Severity, SpanKind
 from app.storage import audits as store
@@ -11,7 +10,7 @@ from app.storage.connect import connect
 from audits.report import render
 from audits.timeline import CATEGORY_COLOURS, KIND_COLOURS, SEVERITY_COLOURS, STYLESHEET_PATH
 from tests.test_browser import browser, hold_audit, hold_wav, live_server  # noqa: F401 (fixtures)
-from tests.test_report import GALAXY, built_result
+from tests.test_report import GALAXY, built_result, parsed
 
 # A transcript (and every other text from outside) may try to close a tag, open one, leave an attribute
 # with a quote of either kind, end the inline stylesheet, or pass for a template expression.
@@ -19,29 +18,6 @@ HOSTILE = """<script>alert("x")</script> " onmouseover="alert(1)" ' onfocus='ale
 REPORT_TAGS = {"html", "head", "meta", "title", "style", "body", "main", "section", "article", "h1", "h2", "h3",
                "p", "figure", "div", "svg", "g", "rect", "polygon", "line", "text", "table", "caption", "thead",
                "tbody", "tr", "th", "td", "span", "a", "ul", "li", "details", "summary", "pre", "footer"}
-
-
-class Parsed(HTMLParser):
-    """Tags with their attributes, and the text as a browser reads it (character references resolved)."""
-
-    def __init__(self, html: str):
-        super().__init__(convert_charrefs=True)
-        self.tags, self.chunks = [], []
-        self.feed(html)
-        self.close()
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_startendtag(self, tag, attrs):
-        self.handle_starttag(tag, attrs)
-
-    def handle_data(self, data):
-        self.chunks.append(data)
-
-    @property
-    def text(self) -> str:
-        return "".join(self.chunks)
 
 
 def hostile_report() -> str:
@@ -52,12 +28,12 @@ def hostile_report() -> str:
 
 def test_hostile_text_is_shown_as_written_and_never_becomes_markup():
     html = hostile_report()
-    page = Parsed(html)
+    page = parsed(html)  # text as a browser reads it: character references resolved
     assert {tag for tag, _ in page.tags} <= REPORT_TAGS  # no script, no b: nothing the text opened
     assert not [name for _, attrs in page.tags for name in attrs if name.startswith("on")]
     assert html.count("<style>") == 1 and html.count("</style>") == 1
     # escaped exactly once: the reader sees the text as written (not '&amp;lt;', not 49)
-    text = page.text
+    text = "".join(page.text)
     for where in ("Hold audit: " + HOSTILE + ".wav", "Caller: open issues CASE-1 (high, " + HOSTILE + ")",
                   "owns " + HOSTILE, "queue " + HOSTILE, HOSTILE + ": " + HOSTILE):
         assert where in text, where
@@ -97,7 +73,7 @@ def test_one_palette_for_the_timeline_the_badges_and_both_stylesheets(client):
     pages_css = client.get("/static/pages.css").text
     assert not re.search(r"--(severity|category|kind)-\w+\s*:|\.(severity|category)-\w+\s*\{", pages_css)
     # the report's picture is drawn in those colours
-    fills = {attrs["fill"] for tag, attrs in Parsed(render([built_result()], "html")).tags
+    fills = {attrs["fill"] for tag, attrs in parsed(render([built_result()], "html")).tags
              if tag == "polygon" and "finding" in attrs.get("class", "")}
     assert fills == {SEVERITY_COLOURS["high"], SEVERITY_COLOURS["medium"]}
 
