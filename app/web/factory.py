@@ -4,7 +4,7 @@ import logging
 from flask import Flask
 
 from app.core.config import load_config
-from app.web import api, db, pages, twilio_hold
+from app.web import agent, api, db, live, pages, twilio_hold
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -17,4 +17,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(twilio_hold.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(agent.bp)
+    app.register_blueprint(live.bp)
     return app
