@@ -10,9 +10,12 @@ Every failure is an `AudioError` whose text is one line naming the file:
 """
 from __future__ import annotations
 
+import os
 import struct
+import sys
 import warnings
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +63,8 @@ def iter_blocks(path: str | Path, block_s: float = BLOCK_S) -> Iterator[np.ndarr
     path = Path(path)
     _check_file(path)
     try:
-        sound_file = sf.SoundFile(path)
+        with _native_stderr_quiet(unless=_looks_like_audio(path)):
+            sound_file = sf.SoundFile(path)
     except (sf.LibsndfileError, RuntimeError) as error:
         if path.suffix.lower() in _LIBSNDFILE_EXTENSIONS:
             raise _decode_error(path, error) from error
@@ -148,6 +152,27 @@ def _looks_like_audio(path: Path) -> bool:
     return head.startswith(_AUDIO_MAGIC) or head[4:8] == b"ftyp"  # ftyp: MP4/M4A
 
 
+@contextmanager
+def _native_stderr_quiet(unless: bool = False):
+    """Keep a C decoder's chatter off stderr while it tries a file that does not start like audio:
+    libmpg123 prints "Note: Trying to resync..." for every try on random bytes named .mp3, and the
+    user is owed one line naming the file instead."""
+    if unless:
+        yield
+        return
+    sys.stderr.flush()
+    saved_fd = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved_fd, 2)
+    finally:
+        os.close(saved_fd)
+
+
 def _decode_error(path: Path, error: Exception) -> AudioError:
     """A decoder's failure, worded for the user: damaged audio or not audio at all."""
     if _looks_like_audio(path):
@@ -163,6 +188,9 @@ def _clean(error: Exception) -> str:
     text = " ".join(str(error).split())
     if text.startswith("Error opening") and "': " in text:
         text = text.split("': ", 1)[1]
+    if text.startswith("File does not exist or is not a regular file"):
+        # libsndfile's words when its MP3 decoder finds no frame; the file exists (_check_file)
+        text = "no audio frames found in it"
     text = text.rstrip(".") or type(error).__name__
     return text if len(text) <= 200 else text[:197] + "..."
 
@@ -172,8 +200,9 @@ def _expected_samples(path: Path) -> int:
     import soundfile as sf
 
     try:
-        info = sf.info(path)
-    except (sf.LibsndfileError, RuntimeError):
+        with _native_stderr_quiet(unless=_looks_like_audio(path)):
+            info = sf.info(path)
+    except (sf.LibsndfileError, RuntimeError, OSError):
         return 0
     return int(np.ceil(info.frames * SAMPLE_RATE / info.samplerate)) if info.samplerate else 0
 

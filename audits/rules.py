@@ -8,9 +8,12 @@ promo_during_open_issue   any promo play while the caller has an open issue: the
 promo_for_owned_product   a promo naming a product the caller owns: medium, high from 3 plays
 repeated_reassurance      one reassurance played >= 4 times: 4-5 low, 6-9 medium, >= 10 high
 promo_share_high          promos take > 15 % of the hold: medium, > 30 % high
-long_silence              silence >= 30 s inside the hold (after the first sound and
-                          before the last; dead air at the very start or end is the
-                          recording's edges, not the caller's wait): medium, >= 60 s high
+long_silence              a silence >= 30 s anywhere in the hold, at its start or end too
+                          (a caller hears dead air there as much as between messages):
+                          medium, >= 60 s high
+dead_air                  nothing audible in the whole recording, no music and no speech
+                          (the hold content never played, or the line was dead): high,
+                          instead of long_silence
 
 Everything here is pure: data in, findings out.
 """
@@ -139,33 +142,38 @@ def promo_share_high(messages: list[Message], summary: dict, duration_s: float) 
                     len(play_times_s), evidence, play_times_s)]
 
 
-def inner_silences(segments: list[Span]) -> list[Span]:
-    """Silences between the first and the last non-silent moment, adjacent pieces joined."""
-    sounds = [s for s in segments if s.kind != "silence"]
-    if not sounds:
-        return []
-    first_sound_s, last_sound_s = sounds[0].start_s, max(s.end_s for s in sounds)
+def silences(segments: list[Span]) -> list[Span]:
+    """Every silence in the recording, in order, adjacent pieces joined."""
     joined: list[Span] = []
     for segment in sorted((s for s in segments if s.kind == "silence"), key=lambda s: s.start_s):
         if joined and segment.start_s - joined[-1].end_s <= SILENCE_JOIN_GAP_S:
             joined[-1] = Span(joined[-1].start_s, max(joined[-1].end_s, segment.end_s), "silence")
         else:
             joined.append(Span(segment.start_s, segment.end_s, "silence"))
-    return [s for s in joined if s.start_s >= first_sound_s and s.end_s <= last_sound_s]
+    return joined
 
 
 def long_silence(segments: list[Span]) -> list[Finding]:
-    """One finding listing every silence of LONG_SILENCE_MIN_S or more inside the hold."""
-    silences = [s for s in inner_silences(segments) if s.duration_s >= LONG_SILENCE_MIN_S]
-    if not silences:
+    """One finding listing every silence of LONG_SILENCE_MIN_S or more in the hold, edges included."""
+    long_ones = [s for s in silences(segments) if s.duration_s >= LONG_SILENCE_MIN_S]
+    if not long_ones:
         return []
-    longest_s = max(s.duration_s for s in silences)
-    spans = ", ".join(f"{s.duration_s:.0f} s at {clock(s.start_s)}–{clock(s.end_s)}" for s in silences)
-    noun = "silence" if len(silences) == 1 else "silences"
-    evidence = (f"{len(silences)} {noun} of {LONG_SILENCE_MIN_S:.0f} s or more inside the hold: {spans} "
+    longest_s = max(s.duration_s for s in long_ones)
+    spans = ", ".join(f"{s.duration_s:.0f} s at {clock(s.start_s)}–{clock(s.end_s)}" for s in long_ones)
+    noun = "silence" if len(long_ones) == 1 else "silences"
+    evidence = (f"{len(long_ones)} {noun} of {LONG_SILENCE_MIN_S:.0f} s or more in the hold: {spans} "
                 "(callers hang up thinking they were dropped)")
-    return [Finding("long_silence", "high" if longest_s >= 60 else "medium", None, len(silences),
-                    evidence, [s.start_s for s in silences])]
+    return [Finding("long_silence", "high" if longest_s >= 60 else "medium", None, len(long_ones),
+                    evidence, [s.start_s for s in long_ones])]
+
+
+def dead_air(segments: list[Span], duration_s: float) -> list[Finding]:
+    """The whole recording silent: no music, no speech, nothing the caller could hear."""
+    if duration_s <= 0 or any(s.kind != "silence" for s in segments):
+        return []
+    evidence = (f"nothing but silence for the whole {clock(duration_s)} recording: no music and no speech "
+                "(the hold content did not play, or the line was dead)")
+    return [Finding("dead_air", "high", None, 1, evidence, [0.0])]
 
 
 def find(messages: list[Message], segments: list[Span], duration_s: float,
@@ -179,4 +187,4 @@ def find(messages: list[Message], segments: list[Span], duration_s: float,
             + promo_for_owned_product(messages, context)
             + [f for f in repeats if f.rule == "repeated_reassurance"]
             + promo_share_high(messages, summary, duration_s)
-            + long_silence(segments))
+            + (dead_air(segments, duration_s) or long_silence(segments)))

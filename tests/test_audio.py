@@ -130,6 +130,14 @@ def test_bad_files_raise_one_line_errors_naming_the_file(tmp_path, name, make, r
     assert raised.value.path == str(path) and name in message
 
 
+def test_random_bytes_named_mp3_are_one_line_not_decodable_audio(tmp_path, capfd):
+    path = write_bytes(tmp_path / "hold.mp3", np.random.default_rng(13).bytes(50_000))
+    with pytest.raises(AudioError) as raised:
+        load(path)
+    assert str(raised.value) == f"{path}: not an audio file (could not decode: no audio frames found in it)"
+    assert capfd.readouterr().err == ""  # no decoder chatter ("Note: Trying to resync...") around it
+
+
 def good_wav_bytes():
     """One second of 8 kHz 16-bit PCM as WAV bytes (a 44-byte header, then 16000 bytes)."""
     import io

@@ -2,7 +2,7 @@
 import pytest
 
 from app.core.audit import Context, Issue, Message, Span
-from audits.rules import clock, find, inner_silences, quote, summarise
+from audits.rules import clock, find, quote, silences, summarise
 
 HOLD_S = 600.0
 GALAXY = "Upgrade to the brand new Galaxy S7 today and get 50% off your first three months."
@@ -126,17 +126,32 @@ def test_silence_pieces_split_by_a_blip_are_one_silence():
                 seg(150, 170, "music"), seg(170, 240, "silence"), seg(240, 250, "speech")]
     finding, = hold(segments=segments)
     assert finding.count == 2 and finding.severity == "high"
-    assert [(s.start_s, s.end_s) for s in inner_silences(segments)] == [(100, 150), (170, 240)]
+    assert [(s.start_s, s.end_s) for s in silences(segments)] == [(100, 150), (170, 240)]
 
 
-@pytest.mark.parametrize("segments", [
-    [seg(0, 29.9, "silence"), seg(29.9, 60, "music"), seg(60, 89.5, "silence"), seg(89.5, 100, "music")],
-    # dead air before the first sound and after the last is the recording's edge, not the wait
-    [seg(0, 45, "silence"), seg(45, 100, "music"), seg(100, 160, "silence")],
-    [seg(0, 100, "silence")],
-])
-def test_no_long_silence(segments):
+def test_no_long_silence():
+    segments = [seg(0, 29.9, "silence"), seg(29.9, 60, "music"), seg(60, 89.5, "silence"), seg(89.5, 100, "music")]
     assert hold(segments=segments) == []
+
+
+def test_long_silence_at_the_edges_of_the_recording():
+    # a caller hears dead air before the first music or after the last just as much (issue #13)
+    segments = [seg(0, 45, "silence"), seg(45, 100, "music"), seg(100, 160, "silence")]
+    finding, = hold(segments=segments)
+    assert finding.rule == "long_silence" and finding.severity == "high"
+    assert finding.count == 2 and finding.at_s == [0, 100]
+    assert "45 s at 00:00–00:45" in finding.evidence and "60 s at 01:40–02:40" in finding.evidence
+
+
+@pytest.mark.parametrize("duration_s", [7200.0, 10.0])
+def test_a_recording_of_nothing_but_silence_is_dead_air(duration_s):
+    finding, = find([], [seg(0, duration_s, "silence")], duration_s)
+    assert (finding.rule, finding.severity, finding.count, finding.at_s) == ("dead_air", "high", 1, [0.0])
+    assert f"whole {clock(duration_s)} recording" in finding.evidence and "no music and no speech" in finding.evidence
+
+
+def test_an_empty_recording_is_not_dead_air():
+    assert find([], [], 0.0) == []
 
 
 def test_clean_hold_has_no_findings():
@@ -161,3 +176,20 @@ def test_clock(seconds, text):
 def test_quote_cuts_at_a_word():
     assert quote("Short one.") == "'Short one.'"
     assert quote(GALAXY) == "'Upgrade to the brand new Galaxy S7…'"
+
+
+def test_a_real_recording_of_line_noise_is_dead_air(tmp_path):
+    """Issue #13: two minutes of dead air (line noise only, Twilio's 8 kHz mu-law) gave no finding."""
+    import numpy as np
+    import soundfile
+
+    from audits.audio import load
+    from audits.segment import split
+
+    rate_hz = 8000
+    noise = np.random.default_rng(13).normal(0.0, 10 ** (-62 / 20), 120 * rate_hz).astype(np.float32)
+    path = tmp_path / "dead-air.wav"
+    soundfile.write(str(path), noise, rate_hz, subtype="ULAW")
+    audio = load(path)
+    segments = split(audio)
+    assert [f.rule for f in find([], segments, audio.duration_s)] == ["dead_air"]

@@ -38,7 +38,7 @@ bp = Blueprint("reports", __name__)
 
 TOKEN_COOKIE = "holdguard_pages_token"
 AUDIT_RULES = ("repeated_promo", "promo_during_open_issue", "promo_for_owned_product",
-               "repeated_reassurance", "promo_share_high", "long_silence")
+               "repeated_reassurance", "promo_share_high", "long_silence", "dead_air")
 SEVERITIES = ("high", "medium", "low")
 AUDIO_SUFFIXES = {".wav", ".mp3", ".flac", ".ogg", ".oga", ".m4a", ".webm"}
 AUDITS_SHOWN = 200
