@@ -2,7 +2,8 @@
 
 The same record rules serve `holdguard customers import` and the CRM JSON API
 (app/web/api.py), so a value the API refuses is refused by the importer too,
-with the same message. app.storage.crm saves what passes.
+with the same message. The rules are pydantic models (app.core.models);
+this module names each problem's field. app.storage.crm saves what passes.
 
 A field that is absent is left as it is on an existing customer (a phone-book
 CSV must not wipe products or close issues); a field that is present is the
@@ -13,36 +14,16 @@ import csv
 import io
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
-from app.core.phones import to_e164
-from app.core.policy import SEVERITIES
-from app.core.times import EXAMPLE, format_utc
+from pydantic import BaseModel, ValidationError
 
-TRUE_WORDS = {"true", "yes", "y", "1"}
-FALSE_WORDS = {"false", "no", "n", "0"}
+from app.core.models import CustomerFields, CustomerKey, IssueChanges, IssueFields, path, problems
+from app.core.models import short as _short
 
-CUSTOMER_FIELDS = ("customer_id", "phone", "name", "products", "marketing_opt_out", "open_issues")
-ISSUE_FIELDS = ("id", "severity", "summary", "opened_at")
+CUSTOMER_FIELDS = tuple(CustomerFields.model_fields)
+ISSUE_FIELDS = tuple(IssueFields.model_fields)
 CSV_ISSUE_COLUMNS = tuple(f"issue_{name}" for name in ISSUE_FIELDS)
-
-
-# --- time -----------------------------------------------------------------
-
-def parse_timestamp(value) -> str:
-    """An ISO 8601 timestamp with a timezone ("...Z" or "+02:00") in the stored form (app.core.times)."""
-    example = f"e.g. {EXAMPLE}"
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not an ISO 8601 timestamp ({example})")
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise ValueError(f"{value!r} is not an ISO 8601 timestamp ({example})") from None
-    if moment.tzinfo is None:
-        # Guessing a zone could move suppress_from by hours: ask for it instead.
-        raise ValueError(f"{value!r} has no timezone (add Z for UTC, {example})")
-    return format_utc(moment)
 
 
 # --- records ----------------------------------------------------------------
@@ -78,121 +59,58 @@ class CustomerRecord:
     open_issues: list[IssueRecord] | None = None
 
 
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+def checked(model: type[BaseModel], record, prefix: str = "", **context):
+    """`record` validated by `model` (app.core.models); InvalidRecord naming every bad field.
+
+    `prefix` names where the record sits in a bigger one ("issue_" for a CSV line's issue
+    columns). A field the model does not take is reported alone: a misspelt field also
+    makes the one it meant look missing.
+    """
+    try:
+        return model.model_validate(record, context=context)
+    except ValidationError as error:
+        found = problems(error)
+        unknown = [problem for problem in found if problem.kind == "extra_forbidden"]
+        allowed = ", ".join(name for name in model.model_fields)
+        messages = []
+        for problem in unknown or found:
+            where = prefix + path(problem.loc)
+            if problem.kind == "extra_forbidden":
+                messages.append(f"field '{where}': unknown field (allowed: {allowed})")
+            elif problem.kind == "model_type":  # an issue that is no object
+                messages.append(f"field '{where.rstrip('._') or 'issue'}': expected an object with id and "
+                                f"severity, got {_short(problem.value)}")
+            else:
+                messages.append(f"field '{where}': {problem.text}")
+        raise InvalidRecord(messages) from None
 
 
-def parse_identifier(value) -> str:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise ValueError("missing")
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ValueError(f"{_short(value)} is not an id (text or a whole number)")
-    return str(value).strip()
-
-
-def parse_severity(value) -> str:
-    severity = value.strip().lower() if isinstance(value, str) else value
-    if severity not in SEVERITIES:
-        raise ValueError(f"{value!r} is not one of {'|'.join(SEVERITIES)}")
-    return severity
-
-
-def parse_bool(value) -> bool:
-    if value is None:
-        return False
-    if isinstance(value, bool):
-        return value
-    word = str(value).strip().lower()
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    raise ValueError(f"{value!r} is not a boolean (true/false, yes/no, 1/0)")
-
-
-def parse_products(value) -> list[str]:
-    """A list of product names, or one string with names separated by ';' (CSV)."""
-    if value is None:
-        return []
-    items = value.split(";") if isinstance(value, str) else value
-    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
-        raise ValueError(f"{value!r} is not a list of product names")
-    return [item.strip() for item in items if item.strip()]
-
-
-def parse_text(value) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not text")
-    return value.strip()
-
-
-class _FieldReader:
-    """Parses named fields of one record, collecting every error instead of stopping at the first."""
-
-    def __init__(self, record: dict, prefix: str = ""):
-        self.record = record
-        self.prefix = prefix  # "open_issues[2]." or "issue_" for nested issue fields
-        self.errors: list[str] = []
-
-    def get(self, name: str, parse, *, required: bool = False):
-        if name not in self.record:
-            if required:
-                self.errors.append(f"field '{self.prefix}{name}': missing")
-            return None
-        try:
-            return parse(self.record[name])
-        except InvalidRecord as exc:  # nested records name their own fields
-            self.errors.extend(exc.errors)
-        except ValueError as exc:
-            self.errors.append(f"field '{self.prefix}{name}': {exc}")
-        return None
+def issue_record(fields: IssueFields | IssueChanges) -> IssueRecord:
+    return IssueRecord(fields.id, fields.severity, fields.summary, fields.opened_at)
 
 
 def parse_issue(record, prefix: str = "", *, partial: bool = False) -> IssueRecord:
-    """An issue from {id, severity, summary, opened_at}; partial=True makes severity optional.
-
-    `prefix` names where the issue sits in a bigger record, for error messages.
-    """
-    if not isinstance(record, dict):
-        where = prefix.rstrip("._") or "issue"
-        raise InvalidRecord([f"field '{where}': expected an object with id and severity, "
-                             f"got {_short(record)}"])
-    reader = _FieldReader(record, prefix)
-    issue = IssueRecord(
-        id=reader.get("id", parse_identifier, required=True),
-        severity=reader.get("severity", parse_severity, required=not partial),
-        summary=reader.get("summary", parse_text),
-        opened_at=reader.get("opened_at", parse_timestamp),
-    )
-    if reader.errors:
-        raise InvalidRecord(reader.errors)
-    return issue
+    """An issue from {id, severity, summary, opened_at}; partial=True makes severity optional."""
+    return issue_record(checked(IssueChanges if partial else IssueFields, record, prefix))
 
 
-def parse_issue_list(value) -> list[IssueRecord]:
-    """The `open_issues` field: a list of issue objects (or, in CSV, that list as JSON text)."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        try:
-            value = json.loads(value) if value.strip() else []
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(value, list):
-        raise ValueError(f"expected a list of issues, got {_short(value)}")
-    issues, errors = [], []
-    for index, item in enumerate(value):
-        try:
-            issues.append(parse_issue(item, f"open_issues[{index}]."))
-        except InvalidRecord as exc:
-            errors.extend(exc.errors)
-    errors.extend(_duplicate_issue_errors(issues))
-    if errors:
-        raise InvalidRecord(errors)
-    return issues
+def customer_record(customer_id: str, fields) -> CustomerRecord:
+    """A CustomerRecord from validated fields (CustomerFields, or an API body without the id)."""
+    issues = getattr(fields, "open_issues", None)
+    return CustomerRecord(customer_id, phone_e164=fields.phone, name=fields.name, products=fields.products,
+                          marketing_opt_out=fields.marketing_opt_out,
+                          open_issues=None if issues is None else [issue_record(issue) for issue in issues])
+
+
+def parse_customer(record: dict, default_region: str) -> CustomerRecord:
+    """A CustomerRecord from a dict keyed like the import file; raises InvalidRecord listing every bad field."""
+    fields = checked(CustomerFields, record, region=default_region)
+    return customer_record(fields.customer_id, fields)
+
+
+def parse_customer_id(value) -> str:
+    """A customer id given apart from the record (the API's URL), by the same rule."""
+    return checked(CustomerKey, {"customer_id": value}).customer_id
 
 
 def _duplicate_issue_errors(issues: list[IssueRecord]) -> list[str]:
@@ -202,22 +120,6 @@ def _duplicate_issue_errors(issues: list[IssueRecord]) -> list[str]:
             errors.append(f"field 'open_issues': issue {issue.id!r} listed twice")
         seen.add(issue.id)
     return errors
-
-
-def parse_customer(record: dict, default_region: str) -> CustomerRecord:
-    """A CustomerRecord from a dict keyed like the import file; raises InvalidRecord listing every bad field."""
-    reader = _FieldReader(record)
-    customer = CustomerRecord(
-        customer_id=reader.get("customer_id", parse_identifier, required=True),
-        phone_e164=reader.get("phone", lambda raw: to_e164(raw, default_region)),
-        name=reader.get("name", parse_text),
-        products=reader.get("products", parse_products),
-        marketing_opt_out=reader.get("marketing_opt_out", parse_bool),
-        open_issues=reader.get("open_issues", parse_issue_list),
-    )
-    if reader.errors:
-        raise InvalidRecord(reader.errors)
-    return customer
 
 
 def unknown_fields(record: dict, known) -> list[str]:
