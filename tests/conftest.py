@@ -27,6 +27,7 @@ def app(db_path, tmp_path):
         "PUBLIC_BASE_URL": BASE_URL,
         "HOLDGUARD_API_TOKEN": API_TOKEN,
         "HOLDGUARD_DATA_DIR": str(tmp_path / "data"),
+        "HOLDGUARD_PAGES_TOKEN": "local",  # pages without a token, from this machine only
     })
 
 

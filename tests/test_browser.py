@@ -18,6 +18,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 RATE_HZ = 8000
 HOLD_S = 40.0
+PAGES_TOKEN = "browser-s3cret"
 
 
 def hold_wav(path: Path) -> Path:
@@ -51,7 +52,7 @@ def hold_audit(recording: Path) -> AuditResult:
 @pytest.fixture
 def live_server(db_path, tmp_path):
     """The app on 127.0.0.1, a free port, in a thread; stopped after the test."""
-    app = create_app({"TESTING": True, "HOLDGUARD_DB": str(db_path)})
+    app = create_app({"TESTING": True, "HOLDGUARD_DB": str(db_path), "HOLDGUARD_PAGES_TOKEN": PAGES_TOKEN})
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -78,7 +79,9 @@ def test_audit_page_in_chromium_seeks_the_player(live_server, browser, db_path, 
     db.conn.close()
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(f"{live_server}/audits/{audit_id}")
+    # the link `holdguard serve` prints: the token once in the URL, then a cookie (the audio too)
+    page.goto(f"{live_server}/audits/{audit_id}?token={PAGES_TOKEN}")
+    assert page.url == f"{live_server}/audits/{audit_id}"
 
     timeline = page.locator("svg.timeline")
     assert timeline.is_visible()

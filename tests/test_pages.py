@@ -65,13 +65,42 @@ def save_audit(db, result: AuditResult, audited_at: datetime | None = None, call
 
 # ---- access -------------------------------------------------------------------------------------
 
-def test_pages_open_from_localhost_without_a_token(client):
+@pytest.fixture
+def closed_app(db_path, monkeypatch):
+    """The app as `gunicorn 'app:create_app()'` makes it with no HOLDGUARD_PAGES_TOKEN anywhere."""
+    from app import create_app
+
+    monkeypatch.delenv("HOLDGUARD_PAGES_TOKEN", raising=False)
+    return create_app({"TESTING": True, "HOLDGUARD_DB": str(db_path)})
+
+
+def test_without_a_token_the_pages_are_closed_and_say_how_to_open_them(db_path, monkeypatch, caplog):
+    from app import create_app
+
+    monkeypatch.delenv("HOLDGUARD_PAGES_TOKEN", raising=False)
+    with caplog.at_level("WARNING"):
+        client = create_app({"TESTING": True, "HOLDGUARD_DB": str(db_path)}).test_client()
+    # said once at start-up (gunicorn's log) ...
+    assert any("pages closed" in r.getMessage() and "HOLDGUARD_PAGES_TOKEN" in r.getMessage()
+               for r in caplog.records)
+    # ... and to anyone who opens a page, localhost included: a proxy that adds no forwarding
+    # header (nginx's plain proxy_pass) would make every request look local (issue #13)
+    for environ in ({}, REMOTE):
+        response = client.get("/audits", environ_base=environ)
+        assert response.status_code == 403
+        assert "HOLDGUARD_PAGES_TOKEN is not set" in response.text
+        assert "HOLDGUARD_PAGES_TOKEN=local" in response.text and 'name="token"' not in response.text
+    assert client.get("/static/pages.css").status_code == 200
+
+
+def test_local_opens_the_pages_to_localhost_without_a_token(client):
+    # the conftest app asks for it: HOLDGUARD_PAGES_TOKEN=local
     response = client.get("/audits")
     assert response.status_code == 200
     assert "<h1>Audits</h1>" in response.text
 
 
-def test_pages_refuse_other_addresses_without_a_token(client):
+def test_local_refuses_other_addresses(client):
     response = client.get("/audits", environ_base=REMOTE)
     assert response.status_code == 403
     assert "HOLDGUARD_PAGES_TOKEN" in response.text
@@ -129,7 +158,8 @@ def test_bearer_token_opens_the_pages(token_client):
     assert wrong.status_code == 401
 
 
-def test_token_from_the_environment(client, monkeypatch):
+def test_token_from_the_environment(closed_app, monkeypatch):
+    client = closed_app.test_client()
     monkeypatch.setenv("HOLDGUARD_PAGES_TOKEN", "from-env")
     assert client.get("/audits").status_code == 401
     assert client.get("/audits", headers={"Authorization": "Bearer from-env"}).status_code == 200
@@ -262,6 +292,15 @@ def test_unknown_or_malformed_audit_ids_are_404(client, db, tmp_path):
         response = client.get(path)
         assert response.status_code == 404, path
     assert "There is no audit 999." in client.get("/audits/999").text
+
+
+def test_audit_ids_beyond_sqlites_integers_are_404(client, db, tmp_path):
+    save_audit(db, audit_result(str(tmp_path / "hold.wav")))
+    for path in ("/audits/99999999999999999999999", "/audits/99999999999999999999999/audio",
+                 f"/audits/{2**63}", f"/audits/{2**63}/audio"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+    assert "There is no audit 99999999999999999999999." in client.get("/audits/99999999999999999999999").text
 
 
 def test_audio_is_served_with_range_support(client, db, tmp_path):

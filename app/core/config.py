@@ -9,7 +9,7 @@ DEFAULTS = {
     "HOLDGUARD_QUEUE": "support",
     "HOLDGUARD_DEFAULT_REGION": "US",
     "HOLDGUARD_DATA_DIR": "./holdguard-data",
-    "HOLDGUARD_PAGES_TOKEN": "",  # empty: pages answer only on localhost
+    "HOLDGUARD_PAGES_TOKEN": "",  # empty: pages closed (holdguard serve makes one); "local": localhost only
 }
 
 

@@ -3,16 +3,20 @@
 Server-rendered Jinja templates (autoescaped: transcripts and CRM data may be
 hostile), a little CSS and JavaScript in app/static, no front-end build.
 
-Access: with no HOLDGUARD_PAGES_TOKEN set, the pages answer only requests from
-the loopback address that no proxy or tunnel relayed (the public URL Twilio
-calls must not expose them); with it set, every page needs that token, as `?token=`
+Access (Jupyter's convention): every page needs HOLDGUARD_PAGES_TOKEN, as `?token=`
 (which sets a cookie and redirects to the clean URL), the cookie, or an
-`Authorization: Bearer` header.
+`Authorization: Bearer` header. With none configured the pages are closed and say
+how to open them (`holdguard serve` makes a token and prints the link carrying it;
+gunicorn does not). HOLDGUARD_PAGES_TOKEN=local asks explicitly for no token: then
+the pages answer only requests from the loopback address that no proxy or tunnel
+relayed -- a proxy that adds no forwarding header cannot be told apart, which is
+why it is never the default.
 """
 from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 import os
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -48,9 +52,25 @@ QUERY_CHARS_MAX = 200
 
 # ---- access -----------------------------------------------------------------------------------
 
-def pages_token() -> str:
-    """The pages' login token from the app config or the environment ("" = localhost only)."""
-    return current_app.config.get("HOLDGUARD_PAGES_TOKEN") or os.environ.get("HOLDGUARD_PAGES_TOKEN", "")
+LOCAL_ONLY = "local"  # HOLDGUARD_PAGES_TOKEN=local: no token, this machine only
+CLOSED_MESSAGE = ("These pages are closed: HOLDGUARD_PAGES_TOKEN is not set. Set it to a secret and open "
+                  "a page once with ?token=<the secret>, or set HOLDGUARD_PAGES_TOKEN=local to open them "
+                  "without a token to this machine only. (holdguard serve makes a token and prints the "
+                  "link carrying it.)")
+
+
+def pages_token(config=None) -> str:
+    """The pages' token from the app config or the environment: "" = none (pages closed),
+    LOCAL_ONLY = no token, loopback only."""
+    config = current_app.config if config is None else config
+    return config.get("HOLDGUARD_PAGES_TOKEN") or os.environ.get("HOLDGUARD_PAGES_TOKEN", "")
+
+
+@bp.record_once
+def _say_when_closed(state) -> None:
+    """Say it once at start-up, in gunicorn's log, rather than only to whoever opens a page."""
+    if not pages_token(state.app.config):
+        logging.getLogger(__name__).warning("pages closed: %s", CLOSED_MESSAGE)
 
 
 FORWARDING_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
@@ -93,10 +113,12 @@ def require_access():
         return _access_page(403, "Forms on these pages only accept posts from these pages.")
     token = pages_token()
     if not token:
+        return _access_page(403, CLOSED_MESSAGE)
+    if token == LOCAL_ONLY:
         if _is_local_request():
             return None
-        return _access_page(403, "These pages are open only from this machine (localhost). "
-                                 "Set HOLDGUARD_PAGES_TOKEN to open them to others with a token.")
+        return _access_page(403, "These pages are open only from this machine (HOLDGUARD_PAGES_TOKEN=local). "
+                                 "Set HOLDGUARD_PAGES_TOKEN to a secret to open them to others with it.")
     presented, source = _presented_token()
     if presented and hmac.compare_digest(presented.encode(), token.encode()):
         if source == "query" and request.method == "GET":
@@ -238,8 +260,12 @@ def audits_page():
 
 # ---- /audits/<id> -----------------------------------------------------------------------------
 
+SQLITE_MAX_INTEGER = 2**63 - 1
+
+
 def _audit_row(db, audit_id: int) -> dict:
-    row = store.audit_row(db, audit_id)
+    # A larger number cannot be an audit's id, and SQLite cannot even be asked about it (OverflowError).
+    row = store.audit_row(db, audit_id) if audit_id <= SQLITE_MAX_INTEGER else None
     if row is None:
         abort(404, f"There is no audit {audit_id}.")
     return row
