@@ -90,7 +90,7 @@ def test_cli_export_to_file_replaces_it_whole(runner, db, tmp_path):
     out.write_text("old export\n")
     result = runner.invoke(main, ["suppression", "export", "--out", str(out), "--min-severity", "high"])
     assert result.exit_code == 0, result.output
-    assert "wrote 2 rows (1 open issues, 1 opt-outs)" in result.stderr
+    assert "wrote 2 rows (1 open issue, 1 opt-out)" in result.stderr
     content = out.read_bytes().decode("utf-8")
     assert content.startswith(HEADER_LINE + "\r\n") and "CASE-2" not in content
     assert not [path.name for path in tmp_path.iterdir() if path.name.endswith(".tmp")]

@@ -10,6 +10,11 @@ from app.core.suppression import MARKETING_OPT_OUT, OPEN_ISSUE, suppression_csv,
 from app.storage.crm import suppression_rows
 
 
+def _counted(count: int, singular: str, plural: str) -> str:
+    """'1 open issue', '2 open issues'."""
+    return f"{count} {singular if count == 1 else plural}"
+
+
 def _count(rows: list[dict], reason_code: str) -> int:
     return sum(row["reason_code"] == reason_code for row in rows)
 
@@ -49,5 +54,6 @@ def export_command(out_path, min_severity, db_path):
         write_csv_atomically(rows, out_path)
     except OSError as exc:
         raise click.ClickException(f"cannot write {out_path}: {exc.strerror or exc}") from None
-    click.echo(f"wrote {len(rows)} rows ({_count(rows, OPEN_ISSUE)} open issues, "
-               f"{_count(rows, MARKETING_OPT_OUT)} opt-outs) to {out_path}", err=True)
+    click.echo(f"wrote {_counted(len(rows), 'row', 'rows')} "
+               f"({_counted(_count(rows, OPEN_ISSUE), 'open issue', 'open issues')}, "
+               f"{_counted(_count(rows, MARKETING_OPT_OUT), 'opt-out', 'opt-outs')}) to {out_path}", err=True)
