@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from html import escape
+from pathlib import PurePath
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
@@ -190,9 +191,16 @@ def _md_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def recording_name(result: AuditResult) -> str:
+    """The file name a report is titled with; its path goes in a detail line under the title."""
+    return PurePath(result.recording).name or result.recording
+
+
 def _md_recording(result: AuditResult, level: str) -> str:
-    parts = [f"{level} Hold audit: {_md_cell(result.recording)}", "", _md_cell(summary_line(result)), "",
-             _md_cell(context_line(result)), "", f"{level}# Findings", ""]
+    parts = [f"{level} Hold audit: {_md_cell(recording_name(result))}", ""]
+    if recording_name(result) != result.recording:
+        parts += [f"Recording: {_md_cell(result.recording)}", ""]
+    parts += [_md_cell(summary_line(result)), "", _md_cell(context_line(result)), "", f"{level}# Findings", ""]
     parts.append(_md_table(FINDING_HEADERS, finding_rows(result)) if result.findings else
                  "No findings: nothing repeated too often, no promos against an open issue or an owned product, "
                  "no long dead air.")
@@ -226,14 +234,15 @@ TEMPLATES = Environment(loader=PackageLoader("audits", "templates"), autoescape=
 
 def _html_recording(result: AuditResult, anchor: str) -> dict:
     """What the template shows of one recording: the same rows as the Markdown, and the SVG timeline."""
-    return {"anchor": anchor, "recording": result.recording, "summary": summary_line(result),
+    return {"anchor": anchor, "name": recording_name(result), "recording": result.recording,
+            "summary": summary_line(result),
             "context": context_line(result), "timeline": Markup(timeline_svg(result)),
             "findings": finding_rows(result), "messages": message_rows(result),
             "strip": timeline_strip(result), "timeline_rows": timeline_rows(result)}
 
 
 def render_html(results: list[AuditResult], batch: bool, failures=()) -> str:
-    title = f"Hold audits: {len(results)} recordings" if batch else f"Hold audit: {results[0].recording}"
+    title = f"Hold audits: {len(results)} recordings" if batch else f"Hold audit: {recording_name(results[0])}"
     audits = [_html_recording(result, f"recording-{number}") for number, result in enumerate(results, 1)]
     return TEMPLATES.get_template("report.html").render(
         title=title, batch=batch, audits=audits, batch_rows=batch_rows(results), failures=list(failures),

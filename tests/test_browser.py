@@ -49,16 +49,28 @@ def hold_audit(recording: Path) -> AuditResult:
         context=Context(open_issues=[Issue("CASE-1042", "high", "Galaxy S7 reboots")]))
 
 
-@pytest.fixture
-def live_server(db_path, tmp_path):
-    """The app on 127.0.0.1, a free port, in a thread; stopped after the test."""
-    app = create_app({"TESTING": True, "HOLDGUARD_DB": str(db_path), "HOLDGUARD_PAGES_TOKEN": PAGES_TOKEN})
+def serve_in_thread(app):
+    """The app on 127.0.0.1, a free port, in a thread: yields its URL, then stops it."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(db_path, tmp_path):
+    """The app with pages open to this machine without a token (HOLDGUARD_PAGES_TOKEN=local)."""
+    yield from serve_in_thread(create_app({"TESTING": True, "HOLDGUARD_DB": str(db_path),
+                                           "HOLDGUARD_PAGES_TOKEN": "local"}))
+
+
+@pytest.fixture
+def token_server(db_path, tmp_path):
+    """The app with a pages token, as `holdguard serve` runs it."""
+    yield from serve_in_thread(create_app({"TESTING": True, "HOLDGUARD_DB": str(db_path),
+                                           "HOLDGUARD_PAGES_TOKEN": PAGES_TOKEN}))
 
 
 @pytest.fixture
@@ -79,9 +91,7 @@ def test_audit_page_in_chromium_seeks_the_player(live_server, browser, db_path, 
     db.conn.close()
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    # the link `holdguard serve` prints: the token once in the URL, then a cookie (the audio too)
-    page.goto(f"{live_server}/audits/{audit_id}?token={PAGES_TOKEN}")
-    assert page.url == f"{live_server}/audits/{audit_id}"
+    page.goto(f"{live_server}/audits/{audit_id}")
 
     timeline = page.locator("svg.timeline")
     assert timeline.is_visible()
@@ -110,3 +120,18 @@ def test_audit_page_in_chromium_seeks_the_player(live_server, browser, db_path, 
     screenshot = tmp_path / "audit-page.png"
     page.screenshot(path=str(screenshot), full_page=True)
     assert screenshot.stat().st_size > 10_000
+
+
+def test_the_link_serve_prints_opens_the_pages_and_their_audio(token_server, browser, db_path, tmp_path):
+    db = connect(db_path)
+    audit_id = store.save(db, hold_audit(hold_wav(tmp_path / "hold.wav")),
+                          now=datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc))
+    db.conn.close()
+    page = browser.new_page()
+    assert page.goto(f"{token_server}/audits/{audit_id}").status == 401
+    # the token once in the URL; then a cookie, which the audio player's requests carry too
+    page.goto(f"{token_server}/audits/{audit_id}?token={PAGES_TOKEN}")
+    assert page.url == f"{token_server}/audits/{audit_id}"
+    assert page.locator("svg.timeline").is_visible()
+    page.wait_for_function("document.getElementById('player').readyState >= 1")
+    assert page.evaluate("document.getElementById('player').duration") == pytest.approx(HOLD_S, abs=0.1)

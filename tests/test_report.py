@@ -76,6 +76,16 @@ def test_markdown_names_findings_messages_and_times(result):
     assert "| 00:50 | 01:00 | speech: promo | m1 Upgrade to the brand new Galaxy S7" in md
 
 
+def test_reports_are_titled_with_the_file_name_and_give_the_path_below():
+    result = built_result("/srv/holdguard/recordings/2026-11-20/RE0123.wav")
+    md = render([result], "md")
+    assert md.startswith("# Hold audit: RE0123.wav\n\nRecording: /srv/holdguard/recordings/2026-11-20/RE0123.wav\n")
+    html = render([result], "html")
+    assert "<title>Hold audit: RE0123.wav</title>" in html and "<h1>Hold audit: RE0123.wav</h1>" in html
+    assert '<p class="path">Recording: /srv/holdguard/recordings/2026-11-20/RE0123.wav</p>' in html
+    assert 'class="path"' not in render([built_result("hold.wav")], "html")  # a bare name says it once
+
+
 def test_markdown_batch_has_a_summary_and_failures(result):
     other = built_result("other.wav", texts=[THANKS], context=Context())
     md = render([result, other], "md", failures=[("broken.wav", "not an audio file")])

@@ -34,7 +34,7 @@ def test_hostile_text_is_shown_as_written_and_never_becomes_markup():
     assert html.count("<style>") == 1 and html.count("</style>") == 1
     # escaped exactly once: the reader sees the text as written (not '&amp;lt;', not 49)
     text = "".join(page.text)
-    for where in ("Hold audit: " + HOSTILE + ".wav", "Caller: open issues CASE-1 (high, " + HOSTILE + ")",
+    for where in ("Recording: " + HOSTILE + ".wav", "Caller: open issues CASE-1 (high, " + HOSTILE + ")",
                   "owns " + HOSTILE, "queue " + HOSTILE, HOSTILE + ": " + HOSTILE):
         assert where in text, where
     assert text.count(HOSTILE) > 20  # messages table, timeline rows, evidence, SVG tooltips, ...
