@@ -121,6 +121,8 @@ def test_format_default(fmt, out, terminal, expected):
 def test_folder_targets(tmp_path):
     assert is_folder_target(tmp_path) and is_folder_target(Path("reports/")) and is_folder_target(Path("reports"))
     assert not is_folder_target(Path("report.html"))
+    # a trailing slash always means a folder, whatever the name (issue #13): given as typed, a str
+    assert is_folder_target("out.v2/") and is_folder_target("report.html/") and not is_folder_target("out.v2")
 
 
 def test_engine_choices_match_the_transcribe_stage():
@@ -189,6 +191,13 @@ def test_audit_out_folder_one_report_per_recording_and_an_index(runner, music_on
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["index.md", "music-only-2.md", "music-only.md"]
     assert (out / "index.md").read_text().startswith("# Hold audits: 2 recordings")
+
+
+def test_audit_out_with_a_trailing_slash_is_a_folder_whatever_its_name(runner, music_only, tmp_path):
+    out = tmp_path / "out.v2"
+    result = audit(runner, music_only, "--out", f"{out}/")
+    assert result.exit_code == 0, result.output
+    assert out.is_dir() and sorted(p.name for p in out.iterdir()) == ["index.json", "music-only.json"]
 
 
 def test_search_is_a_subcommand_and_a_path_named_search_still_works(runner, music_only, tmp_path, monkeypatch):

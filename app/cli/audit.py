@@ -75,9 +75,10 @@ def decide_format(fmt: str | None, out: Path | None, stdout_is_terminal: bool) -
     return "md" if stdout_is_terminal else "json"
 
 
-def is_folder_target(out: Path) -> bool:
-    """--out names a folder when it is one, ends with a slash or has no file extension."""
-    return out.is_dir() or str(out).endswith(os.sep) or not out.suffix
+def is_folder_target(out: str | Path) -> bool:
+    """--out names a folder when it is one, ends with a slash (whatever the name: `out.v2/`) or has no
+    file extension. Give it --out as typed: a Path has already dropped the trailing slash."""
+    return str(out).endswith(("/", os.sep)) or Path(out).is_dir() or not Path(out).suffix
 
 
 def collect_recordings(paths: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -99,7 +100,7 @@ def collect_recordings(paths: list[Path]) -> tuple[list[Path], list[tuple[str, s
     return unique, missing
 
 
-def write_reports(results: list, failures: list, fmt: str, out: Path | None, batch: bool) -> list[Path]:
+def write_reports(results: list, failures: list, fmt: str, out: str | Path | None, batch: bool) -> list[Path]:
     """Print the report, or write it to --out (a file, or a folder: one per recording plus the index)."""
     from audits.report import EXTENSIONS, render
 
@@ -109,8 +110,9 @@ def write_reports(results: list, failures: list, fmt: str, out: Path | None, bat
         click.echo(render(results, fmt, batch=batch, failures=failures), nl=False)
         return []
     if not is_folder_target(out):
-        _write_atomically(out, render(results, fmt, batch=batch, failures=failures))
-        return [out]
+        _write_atomically(Path(out), render(results, fmt, batch=batch, failures=failures))
+        return [Path(out)]
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written, used = [], set()
     for result in results:
@@ -139,7 +141,7 @@ def _write_atomically(path: Path, text: str) -> Path:
               help="Caller context JSON for every recording (default: <stem>.context.json beside each).")
 @click.option("--format", "fmt", type=click.Choice(["json", "md", "html"]),
               help="Report format [default: from --out's extension, else md on a terminal, json otherwise].")
-@click.option("--out", type=click.Path(path_type=Path), metavar="PATH",
+@click.option("--out", type=click.Path(), metavar="PATH",  # a str: its trailing slash means a folder
               help="Write the report here. A folder (existing, ending in /, or without extension) gets one "
                    "report per recording plus index.<format> with the batch summary.")
 @click.option("--engine", type=click.Choice(ENGINES), default=DEFAULT_ENGINE, show_default=True,
@@ -167,7 +169,7 @@ def audit_paths(paths, context_file, fmt, out, engine, model, jobs, db_path):
     """
     from tqdm import tqdm
 
-    fmt = decide_format(fmt, out, sys.stdout.isatty())
+    fmt = decide_format(fmt, Path(out) if out else None, sys.stdout.isatty())
     if context_file is not None:
         _check_context_file(context_file)
     files, missing = collect_recordings(list(paths))
