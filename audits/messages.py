@@ -58,31 +58,49 @@ def normalise(text: str) -> str:
 
 
 def _numbers_to_digits(words: list[str]) -> list[str]:
-    """Spelled-out numbers become digits: "one hundred and twenty" -> "120"."""
+    """Spelled-out numbers become digits: "one hundred and twenty" -> "120".
+
+    A price said the short way, a number under a hundred ending in a unit and then a tens word
+    ("nine ninety-nine", "twenty-nine ninety-five"), becomes dollars and cents: "nine ninety nine"
+    -> "9.99", as "$9.99" reads "9.99 dollars"."""
     out: list[str] = []
     total = current = 0
     in_number = False
+    head: int | None = None  # the dollars of a short-way price, while its cents are read
+    last_was_unit = False
+
+    def flush() -> None:
+        nonlocal total, current, in_number, head, last_was_unit
+        if head is not None:
+            out.append(f"{head}.{current:02d}")
+        elif in_number:
+            out.append(str(total + current))
+        total = current = 0
+        in_number, head, last_was_unit = False, None, False
+
     for index, word in enumerate(words):
         next_is_number = index + 1 < len(words) and words[index + 1] in _NUMBER_WORDS
-        if word in _UNITS or word in _TENS:
+        if word in _TENS and last_was_unit and head is None and total == 0 and 0 < current < 100:
+            head, current = current, _TENS[word]  # "nine ninety": 9 dollars, 90 cents so far
+            last_was_unit = False
+        elif word in _UNITS or word in _TENS:
+            if head is not None and (word in _TENS or current % 10):
+                flush()
             current += _UNITS.get(word, 0) + _TENS.get(word, 0)
-            in_number = True
-        elif word in _SCALES and in_number:
+            in_number, last_was_unit = True, word in _UNITS
+        elif word in _SCALES and in_number and head is None:
             scale = _SCALES[word]
             if scale == 100:
                 current *= 100
             else:
                 total, current = total + current * scale, 0
-        elif word == "and" and in_number and next_is_number:
+            last_was_unit = False
+        elif word == "and" and in_number and head is None and next_is_number:
             continue  # "one hundred and twenty"
         else:
-            if in_number:
-                out.append(str(total + current))
-                total = current = 0
-                in_number = False
+            flush()
             out.append(word)
-    if in_number:
-        out.append(str(total + current))
+    flush()
     return out
 
 
