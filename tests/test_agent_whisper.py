@@ -9,7 +9,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-import sqlite_utils
 
 from app import create_app
 from app.core.agent_whisper import (GENERIC_WHISPER, UNKNOWN_CALLER_WHISPER, WHISPER_MAX_S, heard_so_far, spoken_s,
@@ -19,7 +18,7 @@ from app.core.policy import Caller, Issue, Play, Segment
 from app.storage.catalog import load_catalog, save_catalog
 from app.storage import playlog
 from app.storage.connect import connect
-from app.storage.schema import MIGRATIONS, migrate, open_database
+from app.storage.schema import migrate, open_database
 from conftest import AUTH_TOKEN, BASE_URL, sign
 from test_personas import DANA, NIA, insert_demo_customers
 
@@ -67,10 +66,9 @@ def hold(app, db_path, caller: str, sid: str, minutes: float) -> float:
         params = {**base, "QueueSid": QUEUE_SID, "QueueTime": str(int(queue_time_s)), "QueuePosition": str(position),
                   "AvgQueueTime": "2700", "CurrentQueueSize": str(position + 3)}
         assert post(app, "/twilio/wait?queue=support", params).status_code == 200
-        with closing(sqlite3.connect(db_path)) as db:
-            (duration_s,) = db.execute("SELECT duration_s FROM plays WHERE call_sid = ? ORDER BY id DESC LIMIT 1",
-                                       [sid]).fetchone()
-        queue_time_s += duration_s
+        with closing(connect(db_path)) as db:
+            (last,) = db.query("SELECT duration_s FROM plays WHERE call_sid = ? ORDER BY id DESC LIMIT 1", [sid])
+        queue_time_s += last["duration_s"]
         position = max(1, position - 1)
     return queue_time_s
 
@@ -112,7 +110,7 @@ def test_caller_mid_issue_who_heard_the_notice(demo, db_path):
 
 def test_caller_who_heard_one_promo(demo, db_path):
     queue_time_s = hold(demo, db_path, NIA, call_sid(2), 10)
-    promos = list(sqlite_utils.Database(db_path).query(
+    promos = list(connect(db_path).query(
         "SELECT segment_id FROM plays WHERE call_sid = ? AND kind = 'promo'", [call_sid(2)]))
     assert [row["segment_id"] for row in promos] == ["galaxy-upgrade"]
 
@@ -149,7 +147,8 @@ def test_agent_whisper_false_answers_an_empty_response(db_path):
 
 def test_the_whisper_is_off_unless_the_flow_turns_it_on(db_path):
     load_flow(db_path, agent_whisper=None)
-    assert load_catalog(connect(db_path)).queues["support"].agent_whisper is False
+    with closing(connect(db_path)) as db:
+        assert load_catalog(db).queues["support"].agent_whisper is False
     insert_demo_customers(db_path)
     app = app_on(db_path)
     hold(app, db_path, DANA, call_sid(6), 2)
@@ -207,6 +206,7 @@ def test_corrupt_database_answers_the_generic_line(tmp_path):
     assert text == GENERIC_WHISPER and elapsed_s < 1.0
 
 
+@pytest.mark.sqlite_only
 def test_locked_database_answers_the_generic_line_within_a_second(demo, db_path):
     hold(demo, db_path, DANA, call_sid(13), 1)
     playlog.discard_webhook_db()  # a fresh worker: it must open the database while it is locked
@@ -224,7 +224,7 @@ def test_locked_database_answers_the_generic_line_within_a_second(demo, db_path)
 
 def test_bad_customer_data_answers_the_generic_line(demo, db_path):
     hold(demo, db_path, DANA, call_sid(14), 1)
-    sqlite_utils.Database(db_path).execute("UPDATE customers SET products = 'not json' WHERE phone_e164 = ?", [DANA])
+    connect(db_path).execute("UPDATE customers SET products = 'not json' WHERE phone_e164 = ?", [DANA])
     assert said(post(demo, WHISPER, whisper_params(call_sid(14), 60))) == GENERIC_WHISPER
 
 
@@ -286,19 +286,15 @@ def test_heard_so_far_counts_what_matters():
 # ---- the queue setting in the database --------------------------------------------------------------
 
 def test_an_older_database_gets_the_agent_whisper_column_by_migration(tmp_path):
+    """A database from before the setting: no column, its migration not applied."""
     path = tmp_path / "old.db"
+    open_database(path).close()
     db = connect(path)
-    last = MIGRATIONS[-1]
-    try:
-        MIGRATIONS.remove(last)
-        migrate(db)
-        db.execute("ALTER TABLE queues DROP COLUMN agent_whisper")
-    finally:
-        MIGRATIONS.append(last)
+    db.execute("ALTER TABLE queues DROP COLUMN agent_whisper")
+    db.execute("DELETE FROM schema_migrations WHERE name = 'queue setting agent_whisper'")
     assert "agent_whisper" not in db["queues"].columns_dict
     assert migrate(db) == ["queue setting agent_whisper"]
     assert "agent_whisper" in db["queues"].columns_dict
     save_catalog(db, parse_flow(flow_text(True)))
     assert load_catalog(db).queues["support"].agent_whisper is True
     db.close()
-    open_database(path).close()  # nothing left to do

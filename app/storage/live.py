@@ -66,25 +66,25 @@ def calls_on_hold(db, now: datetime, silence_s: float = ON_HOLD_SILENCE_S) -> li
     (last_id, last_at, last_at_s, last_segment_id, last_kind, last_reason)."""
     since = format_utc(now - timedelta(seconds=silence_s))
     return list(db.query(
-        """WITH recent AS (SELECT DISTINCT call_sid FROM plays WHERE at >= :since)
+        """WITH recent AS (SELECT DISTINCT call_sid FROM plays WHERE at >= ?)
            SELECT c.call_sid, c.caller, c.customer_id, c.queue, c.started_at,
                   last.id AS last_id, last.at AS last_at, last.at_s AS last_at_s,
                   last.segment_id AS last_segment_id, last.kind AS last_kind, last.reason AS last_reason
            FROM recent
            JOIN calls c ON c.call_sid = recent.call_sid
            JOIN plays last ON last.id = (SELECT max(p.id) FROM plays p WHERE p.call_sid = c.call_sid)
-           WHERE c.queue_result IS NULL AND c.simulated = 0 AND last.at >= :since
-           ORDER BY c.queue, c.started_at, c.call_sid""", {"since": since}))
+           WHERE c.queue_result IS NULL AND c.simulated = 0 AND last.at >= ?
+           ORDER BY c.queue, c.started_at, c.call_sid""", [since, since]))
 
 
 def skips_of_call(db, call_sid: str) -> list[dict]:
     """Why no promo played, per cause, over one call: answers, the latest reason, the promos passed over."""
     causes = list(db.query(
         """SELECT cause, count(*) AS answers,
-                  (SELECT p2.reason FROM plays p2 WHERE p2.call_sid = :sid AND p2.cause = plays.cause
+                  (SELECT p2.reason FROM plays p2 WHERE p2.call_sid = plays.call_sid AND p2.cause = plays.cause
                    ORDER BY p2.id DESC LIMIT 1) AS reason
-           FROM plays WHERE call_sid = :sid AND cause IS NOT NULL
-           GROUP BY cause ORDER BY max(id) DESC""", {"sid": call_sid}))
+           FROM plays WHERE call_sid = ? AND cause IS NOT NULL
+           GROUP BY call_sid, cause ORDER BY max(id) DESC""", [call_sid]))
     promos: dict[str, list[str]] = {}
     for row in db.query("""SELECT DISTINCT s.cause, s.segment_id FROM play_skips s
                            JOIN plays p ON p.id = s.play_id WHERE p.call_sid = ? ORDER BY s.segment_id""",
