@@ -254,3 +254,8 @@ def test_live_page_in_chromium_shows_a_call_while_on_hold_and_drops_it_after_its
     page.locator(f'tr[data-call-sid="{call_sid(12)}"]').wait_for(state="detached", timeout=15_000)
     assert page.locator("#live-count").inner_text() == "0"
     assert "Nobody on hold in this queue." in page.locator("#live").inner_text()
+
+
+def test_flows_page_says_whether_the_whisper_is_on(demo):
+    page = page_of(demo, "/flows").text
+    assert "Agent whisper</th>" in page and "<td>on</td>" in page
