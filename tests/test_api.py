@@ -237,3 +237,109 @@ def test_locked_database_is_503_with_retry_after(client, demo_db):
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "1"
     assert stored_issue(demo_db, "CASE-1042")["closed_at"] is None
+
+
+# --- hostile or oversized input: 400/413 naming the field, never 500, nothing written (issue #13) ------
+
+@pytest.mark.parametrize("opened_at", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_opened_at_out_of_range_in_utc_is_400(client, demo_db, opened_at):
+    before = snapshot(demo_db)
+    response = client.post("/api/customers/C-1003/issues", headers=AUTH,
+                           json={"id": "X-1", "severity": "low", "opened_at": opened_at})
+    assert response.status_code == 400
+    assert response.get_json()["error"] == (f"field 'opened_at': {opened_at!r} is out of range "
+                                            "(years 1 to 9999, in UTC)")
+    assert snapshot(demo_db) == before
+
+
+def test_json_nested_too_deeply_is_400(client, demo_db):
+    before = snapshot(demo_db)
+    body = '{"name": ' + "[" * 1000 + "]" * 1000 + "}"
+    response = client.put("/api/customers/C-1003", headers={**AUTH, "Content-Type": "application/json"}, data=body)
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "request body is nested too deeply"
+    assert snapshot(demo_db) == before
+
+
+@pytest.mark.parametrize("method, path, body, field", [
+    ("put", "/api/customers/C-1003", '{"name": "\\ud800"}', "name"),
+    ("put", "/api/customers/C-1003/products", '{"products": ["Galaxy \\udfff S7"]}', "products"),
+    ("post", "/api/customers/C-1003/issues", '{"id": "X-\\ud800", "severity": "low"}', "id"),
+    ("patch", "/api/issues/CASE-1042", '{"summary": "a\\ud83d"}', "summary"),
+])
+def test_a_lone_surrogate_is_400_naming_the_field(client, demo_db, method, path, body, field):
+    before = snapshot(demo_db)
+    response = getattr(client, method)(path, headers={**AUTH, "Content-Type": "application/json"}, data=body)
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error.startswith(f"field '{field}': contains '\\ud") and error.endswith(
+        "a lone surrogate (not valid Unicode text)")
+    assert snapshot(demo_db) == before
+
+
+def test_a_body_over_the_cap_is_413_and_writes_nothing(client, demo_db):
+    before = snapshot(demo_db)
+    response = client.put("/api/customers/C-1003", headers=AUTH, json={"name": "x" * (1024 * 1024)})
+    assert response.status_code == 413
+    assert response.get_json()["error"] == "request body too large (at most 1048576 bytes)"
+    assert snapshot(demo_db) == before
+
+
+@pytest.mark.parametrize("method, path, body, error", [
+    ("put", "/api/customers/C-1003", {"name": "n" * 201},
+     "field 'name': too long: at most 200 characters, got 201"),
+    ("put", "/api/customers/" + "C" * 101, {"phone": "+15555550188"},
+     "field 'customer_id': too long: at most 100 characters, got 101"),
+    ("put", "/api/customers/C-1003", {"phone": "5" * 51},
+     "field 'phone': too long: at most 50 characters, got 51"),
+    ("put", "/api/customers/C-1003/products", {"products": [f"P{n}" for n in range(101)]},
+     "field 'products': too long: at most 100 items, got 101"),
+    ("put", "/api/customers/C-1003/products", {"products": ["ok", "p" * 201]},
+     "field 'products[1]': too long: at most 200 characters, got 201"),
+    ("post", "/api/customers/C-1003/issues", {"id": "I" * 101, "severity": "low"},
+     "field 'id': too long: at most 100 characters, got 101"),
+    ("post", "/api/customers/C-1003/issues", {"id": "X-1", "severity": "low", "summary": "s" * 2001},
+     "field 'summary': too long: at most 2000 characters, got 2001"),
+    ("patch", "/api/issues/CASE-1042", {"summary": "s" * 2001},
+     "field 'summary': too long: at most 2000 characters, got 2001"),
+])
+def test_fields_over_their_length_limit_are_400_naming_the_field(client, demo_db, method, path, body, error):
+    before = snapshot(demo_db)
+    response = getattr(client, method)(path, headers=AUTH, json=body)
+    assert response.status_code == 400
+    assert response.get_json()["error"] == error
+    assert snapshot(demo_db) == before
+
+
+def test_fields_at_their_length_limit_are_stored(client, demo_db):
+    customer_id = "C" * 100
+    created = client.put(f"/api/customers/{customer_id}", headers=AUTH, json={
+        "phone": "+15555550188", "name": "n" * 200, "products": [f"{n:03d}" + "p" * 197 for n in range(100)]})
+    assert created.status_code == 201, created.get_json()
+    body = created.get_json()
+    assert len(body["name"]) == 200 and len(body["products"]) == 100 and len(body["products"][0]) == 200
+    issue = client.post(f"/api/customers/{customer_id}/issues", headers=AUTH,
+                        json={"id": "I" * 100, "severity": "low", "summary": "s" * 2000})
+    assert issue.status_code == 201 and len(issue.get_json()["summary"]) == 2000
+
+
+def test_an_issue_id_with_a_slash_is_refused(client, demo_db):
+    """/api/issues/<id> could never read, patch or close it."""
+    before = snapshot(demo_db)
+    response = client.post("/api/customers/C-1003/issues", headers=AUTH, json={"id": "CASE/7", "severity": "low"})
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "field 'id': 'CASE/7' contains '/', which an issue id cannot"
+    assert snapshot(demo_db) == before
+
+
+def test_a_misspelt_field_is_reported_alone_and_other_problems_together(client, demo_db):
+    typo = client.put("/api/customers/C-1003", headers=AUTH, json={"nmae": "Ria", "phone": "12"})
+    assert typo.get_json()["errors"] == [
+        "field 'nmae': unknown field (allowed: phone, name, products, marketing_opt_out)"]
+    several = client.put("/api/customers/C-1003", headers=AUTH,
+                         json={"phone": "12", "name": 3, "marketing_opt_out": "maybe"})
+    assert several.status_code == 400
+    assert several.get_json()["errors"] == [
+        "field 'phone': '12' is not a valid phone number (too short)",
+        "field 'name': 3 is not text",
+        "field 'marketing_opt_out': 'maybe' is not a boolean (true/false, yes/no, 1/0)"]

@@ -163,6 +163,30 @@ def test_bad_json_items_are_reported_by_index_and_good_items_still_land(db, tmp_
     assert db["customers"].count == 1 and db["issues"].count == 0
 
 
+def test_import_applies_the_apis_limits_and_refuses_what_could_not_be_stored(db, tmp_path):
+    """The same record rules as the CRM API: lengths, '/' in issue ids, lone surrogates, UTC overflow."""
+    items = [
+        {"customer_id": "C-1", "phone": "+15555550100", "name": "n" * 200},
+        {"customer_id": "C-2", "phone": "+15555550101", "name": "n" * 201},
+        {"customer_id": "C-3", "phone": "+15555550102", "open_issues": [{"id": "CASE/3", "severity": "low"}]},
+        {"customer_id": "C-4", "phone": "+15555550103", "products": ["ok", "Galaxy \ud800"]},
+        {"customer_id": "C-5", "phone": "+15555550104",
+         "open_issues": [{"id": "CASE-5", "severity": "low", "opened_at": "0001-01-01T00:00:00+14:00"}]},
+        {"customer_id": "C-6", "phone": "+15555550105", "products": ["p"] * 101},
+    ]
+    path = write(tmp_path, "crm.json", json.dumps(items))  # ASCII: the surrogate is written as \\ud800
+    report = import_customers(db, path, "US")
+    assert report.created == ["C-1"]
+    assert [str(error) for error in report.errors] == [
+        f"{path}:item 1: field 'name': too long: at most 200 characters, got 201",
+        f"{path}:item 2: field 'open_issues[0].id': 'CASE/3' contains '/', which an issue id cannot",
+        f"{path}:item 3: field 'products': contains '\\ud800', a lone surrogate (not valid Unicode text)",
+        f"{path}:item 4: field 'open_issues[0].opened_at': '0001-01-01T00:00:00+14:00' is out of range "
+        "(years 1 to 9999, in UTC)",
+        f"{path}:item 5: field 'products': too long: at most 100 items, got 101",
+    ]
+
+
 def test_issue_of_another_customer_rejects_the_row_without_half_writing_it(db, tmp_path):
     owner = [{"customer_id": "C-1", "phone": "+15555550100",
               "open_issues": [{"id": "CASE-1", "severity": "high"}]}]

@@ -69,10 +69,9 @@ def problems(error: ValidationError) -> list[Problem]:
     found = []
     for detail in error.errors():
         kind, ctx = detail["type"], detail.get("ctx", {})
-        if kind == "string_too_long":
-            text = f"too long: at most {ctx['max_length']} characters, got {len(detail['input'])}"
-        elif kind == "too_long":
-            text = f"too long: at most {ctx['max_length']} items, got {ctx.get('actual_length', '?')}"
+        if kind in ("string_too_long", "too_long"):
+            unit = "characters" if isinstance(detail["input"], str) else "items"
+            text = f"too long: at most {ctx['max_length']} {unit}, got {len(detail['input'])}"
         elif kind == "missing":
             text = "missing"
         else:

@@ -12,24 +12,26 @@ opened here suppresses promos from the caller's very next wait request.
     GET   /api/issues/<issue_id>
     PATCH /api/issues/<issue_id>                  {severity?, summary?}
     POST  /api/issues/<issue_id>/close            closed_at = now
+
+Bodies are checked by the record rules of app.core.models (the importer's
+rules, plus: only the fields a route takes). A bad body is a 400 naming the
+field; a body over MAX_CONTENT_LENGTH (app.web.factory) is a 413.
 """
 import hmac
 import sqlite3
 
 from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from app.core.customers import (CUSTOMER_FIELDS, ISSUE_FIELDS, InvalidRecord, IssueOwnerConflict, parse_customer,
-                                parse_issue, unknown_fields)
+from app.core.customers import (CustomerRecord, InvalidRecord, IssueOwnerConflict, checked, customer_record,
+                                issue_record, parse_customer_id)
+from app.core.models import CustomerBody, IssueBody, IssuePatch, ProductsBody
 from app.storage.connect import DatabaseMissing, transaction
 from app.storage.crm import (close_issue, customer_exists, customer_view, get_issue, now_text, save_customer,
                              save_issue, update_issue)
 from app.web.db import get_db
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-
-CUSTOMER_BODY_FIELDS = tuple(name for name in CUSTOMER_FIELDS if name not in ("customer_id", "open_issues"))
-ISSUE_PATCH_FIELDS = ("severity", "summary")
-
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str):
@@ -80,25 +82,27 @@ def _database_busy(exc: sqlite3.OperationalError):
     return response
 
 
-def _body(allowed: tuple[str, ...]) -> dict:
-    """The request's JSON object, refusing fields the route does not take (typos must not pass silently)."""
-    body = request.get_json(silent=True)
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large(exc: RequestEntityTooLarge):
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    return _error(413, f"request body too large (at most {limit} bytes)")
+
+
+def _body(model):
+    """The request's JSON object checked by `model`, which refuses fields the route does not take
+    (typos must not pass silently); InvalidRecord names each bad field."""
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # the json module gives up on very deep nesting; no body of ours nests
+        raise ApiError(400, "request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object (Content-Type: application/json)")
-    unknown = unknown_fields(body, allowed)
-    if unknown:
-        raise ApiError(400, f"field '{unknown[0]}': unknown field (allowed: {', '.join(allowed)})")
-    return body
+    return checked(model, body, region=current_app.config["HOLDGUARD_DEFAULT_REGION"])
 
 
 def _existing_customer(db, customer_id: str) -> None:
     if not customer_exists(db, customer_id):
         raise ApiError(404, f"no customer {customer_id!r}")
-
-
-def _parse_customer(customer_id: str, body: dict):
-    region = current_app.config["HOLDGUARD_DEFAULT_REGION"]
-    return parse_customer({**body, "customer_id": customer_id}, region)
 
 
 def _found(view: dict | None, what: str, key: str) -> dict:
@@ -115,8 +119,7 @@ def show_customer(customer_id):
 @bp.put("/customers/<customer_id>")
 def put_customer(customer_id):
     """Create or update a customer; fields left out keep their stored value (phone needed to create)."""
-    body = _body(CUSTOMER_BODY_FIELDS)
-    customer = _parse_customer(customer_id, body)
+    customer = customer_record(parse_customer_id(customer_id), _body(CustomerBody))
     db = get_db()
     with transaction(db):
         outcome = save_customer(db, customer, now_text())
@@ -125,12 +128,7 @@ def put_customer(customer_id):
 
 @bp.put("/customers/<customer_id>/products")
 def put_products(customer_id):
-    body = _body(("products",))
-    if "products" not in body:
-        raise ApiError(400, "field 'products': missing")
-    if not isinstance(body["products"], list):  # the ';'-separated string form is for CSV files only
-        raise ApiError(400, f"field 'products': expected a list of product names, got {body['products']!r}")
-    customer = _parse_customer(customer_id, body)
+    customer = CustomerRecord(customer_id, products=_body(ProductsBody).products)
     db = get_db()
     with transaction(db):
         _existing_customer(db, customer_id)
@@ -141,7 +139,7 @@ def put_products(customer_id):
 @bp.post("/customers/<customer_id>/issues")
 def open_issue(customer_id):
     """Open an issue; an id seen before is updated and reopened, so CRM retries are harmless."""
-    issue = parse_issue(_body(ISSUE_FIELDS))
+    issue = issue_record(_body(IssueBody))
     db = get_db()
     with transaction(db):
         _existing_customer(db, customer_id)
@@ -156,10 +154,9 @@ def show_issue(issue_id):
 
 @bp.patch("/issues/<issue_id>")
 def patch_issue(issue_id):
-    body = _body(ISSUE_PATCH_FIELDS)
-    if not body:
-        raise ApiError(400, f"nothing to update: give {' and/or '.join(ISSUE_PATCH_FIELDS)}")
-    changes = parse_issue({**body, "id": issue_id}, partial=True)
+    changes = _body(IssuePatch)
+    if not changes.model_fields_set:
+        raise ApiError(400, f"nothing to update: give {' and/or '.join(IssuePatch.model_fields)}")
     db = get_db()
     with transaction(db):
         view = update_issue(db, issue_id, now_text(), severity=changes.severity, summary=changes.summary)
