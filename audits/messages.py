@@ -174,9 +174,11 @@ def _merge_by_text(groups: list[list[tuple[Transcript, str]]]) -> list[list[tupl
 
 def _message(message_id: str, members: list[tuple[Transcript, str]]) -> Message:
     members = sorted(members, key=lambda member: member[0].start_s)
-    return Message(id=message_id, text=representative_text(members),
+    text = representative_text(members)
+    return Message(id=message_id, text=text,
                    play_times_s=[t.start_s for t, _ in members],
-                   play_ends_s=[t.end_s for t, _ in members])
+                   play_ends_s=[t.end_s for t, _ in members],
+                   avg_logprob=next(t.avg_logprob for t, _ in members if t.text.strip() == text))
 
 
 def representative_text(members: list[tuple[Transcript, str]]) -> str:

@@ -99,8 +99,35 @@ MESSAGE_HEADERS = ["Id", "Category", "Plays", "Played at", "Products", "Text"]
 
 
 def message_rows(result: AuditResult) -> list[list[str]]:
-    return [[m.id, m.category, str(m.plays), times(m.play_times_s), ", ".join(m.products) or "–", m.text]
+    return [[m.id, m.category, str(m.plays), times(m.play_times_s),
+             ", ".join(product_shown(m.text, p) for p in m.products) or "–", text_shown(m)]
             for m in result.messages]
+
+
+def text_shown(message) -> str:
+    """The transcript, marked when Whisper was unsure of it (a reader should not trust every word)."""
+    from audits.pipeline import LOW_CONFIDENCE_LOGPROB
+
+    if message.avg_logprob is not None and message.avg_logprob < LOW_CONFIDENCE_LOGPROB:
+        return f"{message.text} (low confidence: avg log-probability {message.avg_logprob:.2f})"
+    return message.text
+
+
+def product_shown(text: str, product: str) -> str:
+    """A product, with what this transcript heard instead when it does not name it ("heard 'Galaxy S
+    fan' → Galaxy S7"): the product came from another hearing or the hold flow's catalog."""
+    from audits.classify import mentions
+    from audits.messages import normalise
+
+    if mentions(text, product):
+        return product
+    first, n_words = normalise(product).split()[0], len(product.split())
+    words = text.split()
+    for index, word in enumerate(words):
+        if normalise(word) == first:
+            heard = " ".join(words[index:index + n_words + 1]).strip(".,;:!?")
+            return f"heard '{heard}' → {product}"
+    return f"{product} (not in this transcript: from another play or the hold flow)"
 
 
 TIMELINE_HEADERS = ["From", "To", "What", "Message"]

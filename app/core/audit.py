@@ -58,6 +58,7 @@ class Message:
     category: Category = "other"
     products: list[str] = field(default_factory=list)
     cue: str = ""  # why it got its category, e.g. 'sells: "upgrade", "brand new"'
+    avg_logprob: float | None = None  # how sure Whisper was of `text` (mean token log-probability); None: not known
 
     @property
     def plays(self) -> int:
