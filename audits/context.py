@@ -29,15 +29,16 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from app.core.audit import Context, Issue
+from app.core.models import ContextFile, ContextIssue, Problem, json_type, problems
+from app.core.models import path as place
 from app.core.phones import to_e164
-from app.core.policy import SEVERITIES
 from app.core.products import same_product
 from app.storage import catalog, crm, playlog, recordings
 from audits.classify import CatalogMessage
 
-CONTEXT_KEYS = ("open_issues", "owned_products", "queue", "call_sid", "phone")
-ISSUE_KEYS = ("id", "severity", "summary")
 # Twilio SIDs in file names: a CallSid, or a RecordingSid that the `recordings` table links to its call.
 SID_PATTERN = re.compile(r"(?<![0-9A-Za-z])(CA|RE)[0-9a-f]{32}(?![0-9A-Za-z])")
 SIDECAR_SUFFIX = ".context.json"
@@ -107,64 +108,32 @@ def read_context_file(path: str | Path) -> ResolvedContext:
 
 
 def parse_context(data, source: str = "") -> ResolvedContext:
-    """Check a decoded context object; raises ContextError("field: what is wrong")."""
-    if not isinstance(data, dict):
-        raise ContextError(f"expected a JSON object, got {_json_type(data)}")
-    unknown = [key for key in data if key not in CONTEXT_KEYS]
-    if unknown:
-        raise ContextError(f"unknown key {unknown[0]!r} (expected {', '.join(CONTEXT_KEYS)})")
-    issues = _list(data, "open_issues")
-    products = _list(data, "owned_products")
-    for index, product in enumerate(products):
-        _check_text(product, f"owned_products[{index}]")
-    context = Context(open_issues=[_issue(issue, f"open_issues[{index}]") for index, issue in enumerate(issues)],
-                      owned_products=list(products), queue=_optional_text(data, "queue"))
-    return ResolvedContext(context, call_sid=_optional_text(data, "call_sid"), phone=_optional_text(data, "phone"),
-                           sources=[source] if source else [])
+    """Check a decoded context object; raises ContextError("field: what is wrong; ...") naming every problem."""
+    try:
+        checked = ContextFile.model_validate(data)
+    except ValidationError as error:
+        raise ContextError("; ".join(_context_problem(problem) for problem in problems(error))) from None
+    issues = [Issue(id=issue.id, severity=issue.severity, summary=issue.summary) for issue in checked.open_issues]
+    context = Context(open_issues=issues, owned_products=list(checked.owned_products), queue=checked.queue)
+    return ResolvedContext(context, call_sid=checked.call_sid, phone=checked.phone, sources=[source] if source else [])
 
 
-def _issue(value, where: str) -> Issue:
-    if not isinstance(value, dict):
-        raise ContextError(f"{where}: expected an object with id, severity, summary, got {_json_type(value)}")
-    unknown = [key for key in value if key not in ISSUE_KEYS]
-    if unknown:
-        raise ContextError(f"{where}: unknown key {unknown[0]!r} (expected {', '.join(ISSUE_KEYS)})")
-    if "id" not in value:
-        raise ContextError(f"{where}.id: missing (every open issue needs an id)")
-    _check_text(value["id"], f"{where}.id")
-    severity = value.get("severity", "medium")
-    if severity not in SEVERITIES:
-        raise ContextError(f"{where}.severity: expected one of {', '.join(SEVERITIES)}, got {json.dumps(severity)}")
-    summary = value.get("summary", "")
-    if not isinstance(summary, str):
-        raise ContextError(f"{where}.summary: expected a string, got {_json_type(summary)}")
-    return Issue(id=value["id"].strip(), severity=severity, summary=summary.strip())
-
-
-def _list(data: dict, key: str) -> list:
-    value = data.get(key, [])
-    if not isinstance(value, list):
-        raise ContextError(f"{key}: expected a list, got {_json_type(value)}")
-    return value
-
-
-def _optional_text(data: dict, key: str) -> str | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    _check_text(value, key)
-    return value.strip()
-
-
-def _check_text(value, where: str) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ContextError(f"{where}: expected a non-empty string, got {json.dumps(value)}")
-
-
-def _json_type(value) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null",
-             int: "a number", float: "a number"}
-    return names.get(type(value), type(value).__name__)
+def _context_problem(problem: Problem) -> str:
+    """One problem as "where: what", the place written as in the file (open_issues[0].severity)."""
+    where = place(problem.loc)
+    if problem.kind == "extra_forbidden":
+        parent, key = problem.loc[:-1], problem.loc[-1]
+        model = ContextIssue if parent else ContextFile
+        unknown = f"unknown key {key!r} (expected {', '.join(model.model_fields)})"
+        return f"{place(parent)}: {unknown}" if parent else unknown
+    if problem.kind == "model_type":
+        expected = "an object with id, severity, summary" if problem.loc else "a JSON object"
+        return f"{where + ': ' if where else ''}expected {expected}, got {json_type(problem.value)}"
+    if problem.kind == "list_type":
+        return f"{where}: expected a list, got {json_type(problem.value)}"
+    if problem.kind == "missing":
+        return f"{where}: missing (every open issue needs an id)"
+    return f"{where}: {problem.text}"
 
 
 def from_database(db, call_sid: str | None = None, phone: str | None = None) -> Context | None:

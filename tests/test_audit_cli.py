@@ -61,6 +61,17 @@ def test_bad_context_files_name_the_file_and_field(tmp_path, data, error):
     assert "\n" not in str(raised.value)
 
 
+def test_every_problem_of_a_context_file_on_one_line(tmp_path):
+    bad = {"open_issues": [{"id": "C-1", "severity": "urgent"}, "C-2"], "owned_products": [""], "queu": "x"}
+    with pytest.raises(ContextError) as raised:
+        read_context_file(write_json(tmp_path / "c.json", bad))
+    assert str(raised.value) == (
+        f"{tmp_path / 'c.json'}: open_issues[0].severity: expected one of low, medium, high, critical, got \"urgent\"; "
+        "open_issues[1]: expected an object with id, severity, summary, got a string; "
+        "owned_products[0]: expected a non-empty string, got \"\"; "
+        "unknown key 'queu' (expected open_issues, owned_products, queue, call_sid, phone)")
+
+
 def test_missing_context_file(tmp_path):
     with pytest.raises(ContextError, match=r"nope\.json: context file does not exist"):
         read_context_file(tmp_path / "nope.json")
