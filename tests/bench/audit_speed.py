@@ -1,6 +1,6 @@
 """Audit speed: naive whole-file Whisper against `holdguard audit`, on a 45- and a 90-minute hold.
 
-    python tests/bench/audit_speed.py [--cache-dir DIR] [--skip-baseline] [--skip-every-play]
+    python tests/bench/audit_speed.py [--cache-dir DIR] [--skip-baseline] [--skip-every-play] [--model base]
 
 Generates (or reuses, from the cache dir) hold recordings with sample_audio/generate.py: an outage
 notice once, then the Galaxy S7 upgrade promo and the "thank you for your patience" reassurance in
@@ -10,7 +10,7 @@ Galaxy S7; the database has the demo hold flow loaded, as in a deployment (its c
 products promos sell). Then, each in its own process (it reports its own peak RSS), with the same
 thread settings (torch/CTranslate2 default: every core; OMP_WAIT_POLICY=PASSIVE):
 
-baseline      openai-whisper `model.transcribe()` on the whole 45-minute file: tiny.en (the same
+baseline      openai-whisper `model.transcribe()` on the whole 45-minute file: --model (the same
               weights), fp16=False, language="en", every other option at its default; and once
               more with condition_on_previous_text=False (the default run falls into a loop of
               "Thank you for your patience." over the promo). Its segments then go through the same
@@ -138,7 +138,7 @@ def baseline_child(path: str, db_path: str, condition_on_previous_text: bool = T
     from audits.pipeline import analyse
     from audits.weights import load_openai_whisper
 
-    model = load_openai_whisper("tiny.en")
+    model = load_openai_whisper(bench_model())
     loaded = audio.load(path)
     started = time.perf_counter()
     whisper_output = model.transcribe(loaded.samples, fp16=False, language="en", verbose=None,
@@ -181,9 +181,17 @@ def every_play_child(path: str, db_path: str) -> dict:
 
     db = _open(db_path)
     resolved = context.resolve(path, None, db)
-    result = pipeline.audit_file(path, resolved.context, load_engine("faster-whisper"), context.load_catalog(db),
+    result = pipeline.audit_file(path, resolved.context, load_engine("faster-whisper", bench_model()),
+                                 context.load_catalog(db),
                                  acoustic_grouping=False)
     return {"report": result.to_json()}
+
+
+def bench_model() -> str:
+    """The Whisper model every run uses (--model; children read it from the environment)."""
+    from audits.transcribe import DEFAULT_MODEL
+
+    return os.environ.get("HOLDGUARD_BENCH_MODEL") or DEFAULT_MODEL
 
 
 def _open(db_path: str):
@@ -258,7 +266,8 @@ def holdguard_command(path: Path, engine: str, db_path: Path) -> list[str]:
             "try:\n    main(sys.argv[1:], prog_name='holdguard')\n"
             "finally:\n    print(f'peak_mb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f}',"
             " file=sys.stderr)")
-    return [sys.executable, "-c", code, "audit", str(path), "--engine", engine, "--format", "json", "--db", str(db_path)]
+    return [sys.executable, "-c", code, "audit", str(path), "--engine", engine, "--model", bench_model(),
+            "--format", "json", "--db", str(db_path)]
 
 
 def expected_outline(truth: dict) -> list[tuple]:
@@ -306,9 +315,12 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: $HOLDGUARD_CACHE_DIR/bench or ~/.cache/holdguard/bench)")
     parser.add_argument("--skip-baseline", action="store_true", help="skip the whole-file baselines (minutes)")
     parser.add_argument("--skip-every-play", action="store_true", help="skip the every-play run")
+    parser.add_argument("--model", help="Whisper model for every run, baselines included (default: holdguard's)")
     parser.add_argument("--child", nargs=3, metavar=("VARIANT", "PATH", "DB"), help=argparse.SUPPRESS)
     parser.add_argument("--generate-into", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.model:
+        os.environ["HOLDGUARD_BENCH_MODEL"] = args.model
     if args.child:
         child_main(*args.child)
         return 0
@@ -359,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(reference)
 
     print(f"\nMachine: {machine_before}; after: load average {os.getloadavg()[0]:.2f}")
+    print(f"Whisper model (every run, baselines included): {bench_model()}")
     print(f"45-minute hold: {sum(span['kind'] == 'speech' for span in truths[45]['timeline'])} speech plays of "
           f"3 recordings; 90-minute: {sum(span['kind'] == 'speech' for span in truths[90]['timeline'])} plays\n")
     print(table(runs, baselines, reference, truths))
