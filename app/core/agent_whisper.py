@@ -8,12 +8,12 @@ caller's name, their open issues with severity (worst first), the minutes waited
 the notices heard by name, the promos heard by product (or "No promotions"),
 and how many reassurances they heard (nothing when none):
 
-    "Dana Reyes. Open case 1042, high. Waited 44 minutes. Heard the outage northeast notice.
-     No promotions. Heard 2 reassurances."
+    "Dana Reyes. Open case 1042, high. Waited 45 minutes. Heard outage northeast notice.
+     No promotions. 2 reassurances."
 
-When that is too long to say in time, detail goes first (issues beyond the
-worst, then notice names, promo products, the reassurance count), never the
-name, the worst issue or the wait.
+When that is too long to say in time, detail goes first: the reassurance
+count, the issues beyond the worst, the notice names, the promo products, then
+the notice and promo counts; never the name, the worst issue or the wait.
 """
 from __future__ import annotations
 
@@ -23,12 +23,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Mapping, Sequence
 
-from app.core.policy import SPOKEN_WORDS_PER_S, Caller, Play, Segment, severity_rank
+from app.core.policy import Caller, Play, Segment, severity_rank
 from app.core.products import NO_ALIASES, ProductNames
 
 WHISPER_MAX_S = 12.0
-# A sentence ends with a short pause in text-to-speech.
-SENTENCE_PAUSE_S = 0.3
+# A slow text-to-speech voice, pauses included (tests check it against espeak-ng at 150 words a minute).
+WHISPER_WORDS_PER_S = 2.2
+SENTENCE_PAUSE_S = 0.35
 # For a fault, a queue without the whisper's data, or anything unexpected: says nothing private.
 GENERIC_WHISPER = "Caller from the hold queue. No hold details available."
 UNKNOWN_CALLER_WHISPER = "Caller not in the customer records."
@@ -103,7 +104,7 @@ def spoken_s(text: str) -> float:
     words = sum(max(1, len(_DIGITS.findall(word)) + (1 if re.search(r"[^\W\d]", word) else 0))
                 for word in text.split())
     sentences = text.count(".") + text.count(";")
-    return words / SPOKEN_WORDS_PER_S + SENTENCE_PAUSE_S * sentences
+    return words / WHISPER_WORDS_PER_S + SENTENCE_PAUSE_S * sentences
 
 
 def _issue_words(issue_id: str) -> str:
@@ -138,22 +139,24 @@ def _issues_sentence(caller: Caller, shown_max: int) -> str:
     return f"Open case{'s' * (len(issues) > 1)} " + "; ".join(parts) + "."
 
 
-def _notices_sentence(heard: HeardSoFar, by_name: bool) -> str:
-    if not heard.notices:
+def _notices_sentence(heard: HeardSoFar, detail: str) -> str:
+    if not heard.notices or detail == "none":
         return ""
-    if not by_name:
+    if detail == "count":
         return f"Heard {len(heard.notices)} notice{'s' * (len(heard.notices) > 1)}."
     names = [spoken(notice) for notice in heard.notices]
-    return f"Heard the {names[0]} notice." if len(names) == 1 else f"Heard notices {_and_list(names)}."
+    return f"Heard {names[0]} notice." if len(names) == 1 else f"Heard notices {_and_list(names)}."
 
 
-def _promos_sentence(heard: HeardSoFar, by_product: bool) -> str:
+def _promos_sentence(heard: HeardSoFar, detail: str) -> str:
+    if detail == "none":
+        return ""
     if not heard.promos:
         return "No promotions."
-    if not by_product:
+    if detail == "count":
         return f"Heard {len(heard.promos)} promotion{'s' * (len(heard.promos) > 1)}."
     labels = [_and_list(promo.products) if promo.products else spoken(promo.segment_id) for promo in heard.promos]
-    sentence = (f"Heard a promotion for {labels[0]}" if len(labels) == 1
+    sentence = (f"Heard promotion for {labels[0]}" if len(labels) == 1
                 else f"Heard promotions for {_and_list(labels)}")
     return sentence + (", which they own." if any(promo.owned for promo in heard.promos) else ".")
 
@@ -161,12 +164,14 @@ def _promos_sentence(heard: HeardSoFar, by_product: bool) -> str:
 def _reassurance_sentence(heard: HeardSoFar) -> str:
     if not heard.reassurances:
         return ""
-    return f"Heard {heard.reassurances} reassurance{'s' * (heard.reassurances > 1)}."
+    return f"{heard.reassurances} reassurance{'s' * (heard.reassurances > 1)}."
 
 
-# From the most detail to the least: (issues named, notices by name, promos by product, reassurances).
-_DETAIL_LEVELS = [(3, True, True, True), (2, True, True, True), (1, True, True, True), (1, False, True, True),
-                  (1, False, False, True), (1, False, False, False), (0, False, False, False)]
+# From the most detail to the least: (issues named, notices, promos, reassurance count); "all" names
+# them, "count" counts them, "none" leaves them out.
+_DETAIL_LEVELS = [(3, "all", "all", True), (3, "all", "all", False), (2, "all", "all", False),
+                  (1, "all", "all", False), (1, "count", "all", False), (1, "count", "count", False),
+                  (1, "none", "count", False), (1, "none", "none", False), (0, "none", "none", False)]
 
 
 def whisper_text(caller: Caller | None, plays: Sequence[Play], catalog: Iterable[Segment] | Mapping[str, Segment],
@@ -183,9 +188,9 @@ def whisper_text(caller: Caller | None, plays: Sequence[Play], catalog: Iterable
     name = (caller.name or "").strip() or f"Customer {spoken(caller.customer_id)}"
     name_sentence = " ".join(name.split()[:4]).rstrip(".") + "."
     heard = heard_so_far(plays, catalog, caller, products)
-    for issues_max, notices_by_name, promos_by_product, with_reassurances in _DETAIL_LEVELS:
+    for issues_max, notices, promos, with_reassurances in _DETAIL_LEVELS:
         parts = [name_sentence, _issues_sentence(caller, issues_max), wait_sentence,
-                 _notices_sentence(heard, notices_by_name), _promos_sentence(heard, promos_by_product),
+                 _notices_sentence(heard, notices), _promos_sentence(heard, promos),
                  _reassurance_sentence(heard) if with_reassurances else ""]
         text = " ".join(part for part in parts if part)
         if spoken_s(text) <= WHISPER_MAX_S:
