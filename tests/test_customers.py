@@ -367,3 +367,4 @@ def test_cli_help_documents_the_csv_issue_encoding(runner):
     assert result.exit_code == 0
     assert "issue_id,issue_severity,issue_summary,issue_opened_at" in result.stdout
     assert "snapshot" in result.stdout
+    assert "name 200, summary 2000, phone 50" in result.stdout and "issue ids without '/'" in result.stdout

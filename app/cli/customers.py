@@ -57,6 +57,9 @@ def import_command(file, db_path, region):
                    issues untouched; likewise an absent products/name/opt-out
                    field is kept as stored.  Customers not in the file are
                    never touched.
+      lengths      ids at most 100 characters (issue ids without '/'),
+                   name 200, summary 2000, phone 50; at most 100
+                   products of 200 characters each (as the CRM API)
 
     \b
     Example:
