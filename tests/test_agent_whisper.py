@@ -307,3 +307,11 @@ def test_an_older_database_gets_the_agent_whisper_column_by_migration(tmp_path):
     save_catalog(db, parse_flow(flow_text(True)))
     assert load_catalog(db).queues["support"].agent_whisper is True
     db.close()
+
+
+def test_hostile_crm_text_stays_text_in_the_twiml(demo, db_path):
+    hold(demo, db_path, DANA, call_sid(17), 1)
+    with closing(connect(db_path)) as db:
+        db.execute("UPDATE customers SET name = ? WHERE phone_e164 = ?", ['Dana </Say><Dial>+19005550000</Dial>', DANA])
+    text = said(post(demo, WHISPER, whisper_params(call_sid(17), 60)))  # still one <Say> and nothing else
+    assert text.startswith("Dana </Say><Dial>+19005550000</Dial>.")
