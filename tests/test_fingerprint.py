@@ -144,7 +144,7 @@ def outline(result):
 
 
 def test_each_recording_is_transcribed_once_with_the_same_findings(loop_hold):
-    engine = shared_engine("faster-whisper")
+    engine = shared_engine("faster-whisper", "tiny.en")
     once, every = CountingEngine(engine), CountingEngine(engine)
     grouped = pipeline.audit_file(loop_hold.path, DANA, once, demo_catalog())
     ungrouped = pipeline.audit_file(loop_hold.path, DANA, every, demo_catalog(), acoustic_grouping=False)
@@ -158,7 +158,7 @@ def test_each_recording_is_transcribed_once_with_the_same_findings(loop_hold):
 
 
 def test_every_play_gets_its_groups_text_and_progress_counts_engine_runs(loop_hold):
-    engine, seen = CountingEngine(shared_engine("faster-whisper")), []
+    engine, seen = CountingEngine(shared_engine("faster-whisper", "tiny.en")), []
     with spool(loop_hold.path) as recording:
         segments = pipeline.split(recording.audio, recording.levels_db)
         transcripts, labels = pipeline.transcribe_distinct(recording.audio, segments, engine,
