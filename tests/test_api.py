@@ -1,8 +1,10 @@
 """The CRM JSON API against a real SQLite file, through the Flask test client."""
 import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 from sqlite_utils.db import NotFoundError
 
 from app import create_app
@@ -226,6 +228,7 @@ def test_missing_database_is_503(tmp_path):
     assert not (tmp_path / "none.db").exists()
 
 
+@pytest.mark.sqlite_only  # a SQLite file's own lock
 def test_locked_database_is_503_with_retry_after(client, demo_db):
     blocker = sqlite3.connect(demo_db)
     blocker.execute("BEGIN EXCLUSIVE")
@@ -343,3 +346,42 @@ def test_a_misspelt_field_is_reported_alone_and_other_problems_together(client, 
         "field 'phone': '12' is not a valid phone number (too short)",
         "field 'name': 3 is not text",
         "field 'marketing_opt_out': 'maybe' is not a boolean (true/false, yes/no, 1/0)"]
+
+
+# --- fuzzing: whatever the body, an answer the client can act on, never a 5xx ---------------------------
+
+FIELDS = ["customer_id", "phone", "name", "products", "marketing_opt_out", "open_issues",
+          "id", "severity", "summary", "opened_at"]
+ANY_TEXT = st.text(st.characters(codec=None, categories=None), max_size=30)  # lone surrogates included
+SCALARS = (st.none() | st.booleans() | st.integers() | st.floats() | ANY_TEXT
+           | st.sampled_from(["low", "HIGH", "+15555550100", "(555) 555-0101", "2026-11-20T09:12:00Z",
+                              "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "CASE/1", "yes"]))
+JSON_VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
+                           | st.dictionaries(st.sampled_from(FIELDS) | ANY_TEXT, inner, max_size=4), max_leaves=12)
+BODIES = st.dictionaries(st.sampled_from(FIELDS) | ANY_TEXT, JSON_VALUES, max_size=5) | JSON_VALUES
+ROUTES = [("put", "/api/customers/{}"), ("put", "/api/customers/{}/products"),
+          ("post", "/api/customers/{}/issues"), ("patch", "/api/issues/{}"), ("post", "/api/issues/{}/close"),
+          ("get", "/api/customers/{}"), ("get", "/api/issues/{}")]
+
+
+@settings(max_examples=150, derandomize=True, database=None, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(route=st.sampled_from(ROUTES), key=st.sampled_from(["C-1003", "CASE-1042", "a/b", "x\x00"]) | ANY_TEXT.filter(bool),
+       body=BODIES)
+def test_no_body_or_path_gets_a_server_error(client, demo_db, route, key, body):
+    method, template = route
+    response = getattr(client, method)(template.format(quote(key, safe="")), headers=AUTH, json=body)
+    assert response.status_code in (200, 201, 400, 404, 409), (response.status_code, response.data[:300])
+    if response.status_code >= 400 and response.is_json:  # not JSON: a URL no route takes ("a/b")
+        assert response.get_json()["error"]
+
+
+def test_a_nul_character_in_a_field_or_an_id_is_400_naming_it(client, demo_db):
+    """PostgreSQL's text cannot hold NUL; no backend should be asked to."""
+    before = snapshot(demo_db)
+    body = client.put("/api/customers/C-1003", headers=AUTH, json={"name": "Ria\x00"})
+    path = client.get("/api/issues/CASE%00-1042", headers=AUTH)
+    assert (body.status_code, path.status_code) == (400, 400)
+    assert body.get_json()["error"] == "field 'name': contains '\\x00', a NUL character (not storable text)"
+    assert path.get_json()["error"] == "field 'issue_id': contains '\\x00', a NUL character (not storable text)"
+    assert snapshot(demo_db) == before

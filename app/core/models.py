@@ -88,12 +88,15 @@ def path(loc: tuple) -> str:
     return text
 
 
-def no_lone_surrogate(text: str) -> str:
-    """JSON can carry "\\ud800", which no database or file can store as UTF-8."""
+def storable(text: str) -> str:
+    """Text every database can store. JSON can carry a lone surrogate ("\\ud800"), which has no
+    UTF-8 form, and NUL, which PostgreSQL's text type refuses; neither means anything in a name."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as error:
         raise invalid(f"contains {text[error.start]!r}, a lone surrogate (not valid Unicode text)") from None
+    if "\x00" in text:
+        raise invalid("contains '\\x00', a NUL character (not storable text)")
     return text
 
 
@@ -177,7 +180,7 @@ def _some_music(urls: tuple[str, ...]) -> tuple[str, ...]:
 def _flow_text(value) -> str:
     if not isinstance(value, str) or not value.strip():
         raise invalid(f"must be non-empty text, got {describe(value)}")
-    return no_lone_surrogate(value.strip())
+    return storable(value.strip())
 
 
 def _url(value) -> str:
@@ -254,7 +257,7 @@ def _identifier(value) -> str:
         raise invalid("missing")
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise invalid(f"{short(value)} is not an id (text or a whole number)")
-    return no_lone_surrogate(str(value).strip())
+    return storable(str(value).strip())
 
 
 def _no_slash(issue_id: str) -> str:
@@ -291,7 +294,7 @@ def _products(value) -> list[str]:
     items = value.split(";") if isinstance(value, str) else value
     if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
         raise invalid(f"{short(value)} is not a list of product names")
-    return [no_lone_surrogate(item.strip()) for item in items if item.strip()]
+    return [storable(item.strip()) for item in items if item.strip()]
 
 
 def _text(value) -> str:
@@ -299,7 +302,7 @@ def _text(value) -> str:
         return ""
     if not isinstance(value, str):
         raise invalid(f"{short(value)} is not text")
-    return no_lone_surrogate(value.strip())
+    return storable(value.strip())
 
 
 def parse_timestamp(value) -> str:
@@ -443,7 +446,7 @@ def json_type(value) -> str:
 def _context_text(value) -> str:
     if not isinstance(value, str) or not value.strip():
         raise invalid(f"expected a non-empty string, got {json.dumps(value)}")
-    return no_lone_surrogate(value.strip())
+    return storable(value.strip())
 
 
 ContextText = Annotated[str, BeforeValidator(_context_text)]
@@ -459,7 +462,7 @@ class ContextIssue(ContextTable):
     severity: Annotated[Literal[SEVERITIES], worded(
         lambda value: f"expected one of {', '.join(SEVERITIES)}, got {json.dumps(value)}")] = "medium"
     summary: Annotated[str, Strict(), worded(lambda value: f"expected a string, got {json_type(value)}"),
-                       AfterValidator(lambda text: no_lone_surrogate(text.strip()))] = ""
+                       AfterValidator(lambda text: storable(text.strip()))] = ""
 
 
 class ContextFile(ContextTable):

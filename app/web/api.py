@@ -25,7 +25,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.core.customers import (CustomerRecord, InvalidRecord, IssueOwnerConflict, checked, customer_record,
                                 issue_record, parse_customer_id)
-from app.core.models import CustomerBody, IssueBody, IssuePatch, ProductsBody
+from app.core.models import CustomerBody, IssueBody, IssuePatch, ProductsBody, storable
 from app.storage.connect import DatabaseMissing, transaction
 from app.storage.crm import (close_issue, customer_exists, customer_view, get_issue, now_text, save_customer,
                              save_issue, update_issue)
@@ -57,6 +57,19 @@ def require_token():
         response.headers["WWW-Authenticate"] = 'Bearer realm="holdguard"'
         return response
     return None
+
+
+@bp.before_request
+def storable_ids_only():
+    """An id in the URL that no database can hold (a NUL byte, %00) is refused before it reaches a query."""
+    problems = []
+    for name, value in (request.view_args or {}).items():
+        try:
+            storable(value)
+        except ValueError as error:
+            problems.append(f"field '{name}': {error}")
+    if problems:
+        raise InvalidRecord(problems)
 
 
 @bp.errorhandler(ApiError)
