@@ -182,6 +182,29 @@ def test_put_customer_creates_then_updates(client, demo_db):
      "field 'phone': '12' is not a valid phone number (too short)"),
     ("put", "/api/customers/C-3000", {"name": "No Phone"},
      "field 'phone': missing (required for a new customer)"),
+    # hostile or oversized values (issue #13): 400 naming the field, never 500
+    ("post", "/api/customers/C-1003/issues", {"id": "X-1", "severity": "low", "opened_at": "0001-01-01T00:00:00+14:00"},
+     "field 'opened_at': '0001-01-01T00:00:00+14:00' is out of range (years 1 to 9999, in UTC)"),
+    ("post", "/api/customers/C-1003/issues", {"id": "X-1", "severity": "low", "opened_at": "9999-12-31T23:59:59-14:00"},
+     "field 'opened_at': '9999-12-31T23:59:59-14:00' is out of range (years 1 to 9999, in UTC)"),
+    ("post", "/api/customers/C-1003/issues", {"id": "CASE/7", "severity": "low"},  # /api/issues/<id> could not name it
+     "field 'id': 'CASE/7' contains '/', which an issue id cannot"),
+    ("put", "/api/customers/C-1003", {"name": "n" * 201},
+     "field 'name': too long: at most 200 characters, got 201"),
+    ("put", "/api/customers/" + "C" * 101, {"phone": "+15555550188"},
+     "field 'customer_id': too long: at most 100 characters, got 101"),
+    ("put", "/api/customers/C-1003", {"phone": "5" * 51},
+     "field 'phone': too long: at most 50 characters, got 51"),
+    ("put", "/api/customers/C-1003/products", {"products": [f"P{n}" for n in range(101)]},
+     "field 'products': too long: at most 100 items, got 101"),
+    ("put", "/api/customers/C-1003/products", {"products": ["ok", "p" * 201]},
+     "field 'products[1]': too long: at most 200 characters, got 201"),
+    ("post", "/api/customers/C-1003/issues", {"id": "I" * 101, "severity": "low"},
+     "field 'id': too long: at most 100 characters, got 101"),
+    ("post", "/api/customers/C-1003/issues", {"id": "X-1", "severity": "low", "summary": "s" * 2001},
+     "field 'summary': too long: at most 2000 characters, got 2001"),
+    ("patch", "/api/issues/CASE-1042", {"summary": "s" * 2001},
+     "field 'summary': too long: at most 2000 characters, got 2001"),
 ])
 def test_validation_errors_are_400_and_write_nothing(client, demo_db, method, path, body, error):
     before = snapshot(demo_db)
@@ -244,17 +267,6 @@ def test_locked_database_is_503_with_retry_after(client, demo_db):
 
 # --- hostile or oversized input: 400/413 naming the field, never 500, nothing written (issue #13) ------
 
-@pytest.mark.parametrize("opened_at", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
-def test_opened_at_out_of_range_in_utc_is_400(client, demo_db, opened_at):
-    before = snapshot(demo_db)
-    response = client.post("/api/customers/C-1003/issues", headers=AUTH,
-                           json={"id": "X-1", "severity": "low", "opened_at": opened_at})
-    assert response.status_code == 400
-    assert response.get_json()["error"] == (f"field 'opened_at': {opened_at!r} is out of range "
-                                            "(years 1 to 9999, in UTC)")
-    assert snapshot(demo_db) == before
-
-
 def test_json_nested_too_deeply_is_400(client, demo_db):
     before = snapshot(demo_db)
     body = '{"name": ' + "[" * 1000 + "]" * 1000 + "}"
@@ -288,32 +300,6 @@ def test_a_body_over_the_cap_is_413_and_writes_nothing(client, demo_db):
     assert snapshot(demo_db) == before
 
 
-@pytest.mark.parametrize("method, path, body, error", [
-    ("put", "/api/customers/C-1003", {"name": "n" * 201},
-     "field 'name': too long: at most 200 characters, got 201"),
-    ("put", "/api/customers/" + "C" * 101, {"phone": "+15555550188"},
-     "field 'customer_id': too long: at most 100 characters, got 101"),
-    ("put", "/api/customers/C-1003", {"phone": "5" * 51},
-     "field 'phone': too long: at most 50 characters, got 51"),
-    ("put", "/api/customers/C-1003/products", {"products": [f"P{n}" for n in range(101)]},
-     "field 'products': too long: at most 100 items, got 101"),
-    ("put", "/api/customers/C-1003/products", {"products": ["ok", "p" * 201]},
-     "field 'products[1]': too long: at most 200 characters, got 201"),
-    ("post", "/api/customers/C-1003/issues", {"id": "I" * 101, "severity": "low"},
-     "field 'id': too long: at most 100 characters, got 101"),
-    ("post", "/api/customers/C-1003/issues", {"id": "X-1", "severity": "low", "summary": "s" * 2001},
-     "field 'summary': too long: at most 2000 characters, got 2001"),
-    ("patch", "/api/issues/CASE-1042", {"summary": "s" * 2001},
-     "field 'summary': too long: at most 2000 characters, got 2001"),
-])
-def test_fields_over_their_length_limit_are_400_naming_the_field(client, demo_db, method, path, body, error):
-    before = snapshot(demo_db)
-    response = getattr(client, method)(path, headers=AUTH, json=body)
-    assert response.status_code == 400
-    assert response.get_json()["error"] == error
-    assert snapshot(demo_db) == before
-
-
 def test_fields_at_their_length_limit_are_stored(client, demo_db):
     customer_id = "C" * 100
     created = client.put(f"/api/customers/{customer_id}", headers=AUTH, json={
@@ -324,15 +310,6 @@ def test_fields_at_their_length_limit_are_stored(client, demo_db):
     issue = client.post(f"/api/customers/{customer_id}/issues", headers=AUTH,
                         json={"id": "I" * 100, "severity": "low", "summary": "s" * 2000})
     assert issue.status_code == 201 and len(issue.get_json()["summary"]) == 2000
-
-
-def test_an_issue_id_with_a_slash_is_refused(client, demo_db):
-    """/api/issues/<id> could never read, patch or close it."""
-    before = snapshot(demo_db)
-    response = client.post("/api/customers/C-1003/issues", headers=AUTH, json={"id": "CASE/7", "severity": "low"})
-    assert response.status_code == 400
-    assert response.get_json()["error"] == "field 'id': 'CASE/7' contains '/', which an issue id cannot"
-    assert snapshot(demo_db) == before
 
 
 def test_a_misspelt_field_is_reported_alone_and_other_problems_together(client, demo_db):
@@ -366,8 +343,8 @@ ROUTES = [("put", "/api/customers/{}"), ("put", "/api/customers/{}/products"),
 
 @settings(max_examples=150, derandomize=True, database=None, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(route=st.sampled_from(ROUTES), key=st.sampled_from(["C-1003", "CASE-1042", "a/b", "x\x00"]) | ANY_TEXT.filter(bool),
-       body=BODIES)
+@given(route=st.sampled_from(ROUTES),
+       key=st.sampled_from(["C-1003", "CASE-1042", "a/b", "x\x00"]) | ANY_TEXT.filter(bool), body=BODIES)
 def test_no_body_or_path_gets_a_server_error(client, demo_db, route, key, body):
     method, template = route
     response = getattr(client, method)(template.format(quote(key, safe="")), headers=AUTH, json=body)

@@ -217,7 +217,8 @@ class QueueTable(FlowTable):
     reassurance_per_call_max: number(0, integer=True) = 2
     wait_announce_every_s: number(0) = 180.0
     suppress_min_severity: one_of(SEVERITIES) = "low"
-    agent_whisper: Annotated[bool, Strict(), worded(lambda value: f"must be true or false, got {describe(value)}")] = False
+    agent_whisper: Annotated[bool, Strict(),
+                             worded(lambda value: f"must be true or false, got {describe(value)}")] = False
 
 
 class SegmentTable(FlowTable):
