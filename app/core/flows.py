@@ -5,6 +5,11 @@ queue), `[[segment]]`s (what may be played) and optional `[product."NAME"]`
 tables (`aliases = ["S7", "Galaxy S seven"]`: other names of one product, for
 the webhook and the audit alike). `parse_flow` names every problem at once;
 app.storage.catalog saves a valid flow.
+
+Each table is checked by its pydantic model (app.core.models) on its own, so
+one bad table hides nothing in the others; this module names the place
+(`queue 'support'`, `segment 'galaxy-upgrade'`, `segment #3` before an id is
+known) and checks the rules that span keys or tables.
 """
 import difflib
 import tomllib
