@@ -1,21 +1,65 @@
-"""Shared fixtures: an app on a temporary database, a client, a CLI runner, signed requests."""
+"""Shared fixtures: an app on a temporary database, a client, a CLI runner, signed requests.
+
+Every test that uses a database (`db_path`, and the app, client and runner on it) runs twice: on
+a SQLite file and on a PostgreSQL database of a private server started for the run
+(tests/pg_server.py). `db_path` is where the database is: a file path, or a postgresql:// URL.
+Tests of what only SQLite has (a file to corrupt, WAL, its locks) are marked `sqlite_only`.
+"""
+import uuid
+
 import pytest
 from click.testing import CliRunner
 from twilio.request_validator import RequestValidator
 
 from app import create_app
+from app.storage import playlog
+from app.storage.postgres import close_pools
 from app.storage.schema import open_database
+from pg_server import PostgresServer
+
+BACKENDS = ("sqlite", "postgresql")
+TEMPLATE_DB = "holdguard_template"
 
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 BASE_URL = "https://hold.example.com"
 API_TOKEN = "test-api-token"
 
 
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One PostgreSQL server for the run, with a migrated template database; stopped at exit."""
+    server = PostgresServer().start()
+    template = server.create_database(TEMPLATE_DB)
+    open_database(template).close()
+    close_pools(template)
+    yield server
+    close_pools()
+    server.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    if request.param == "postgresql" and request.node.get_closest_marker("sqlite_only"):
+        pytest.skip("tests what only SQLite has")
+    return request.param
+
+
 @pytest.fixture
-def db_path(tmp_path):
-    path = tmp_path / "holdguard.db"
-    open_database(path).close()
-    return path
+def db_path(backend, tmp_path, request):
+    """A new, migrated database: a SQLite file, or a PostgreSQL database made from the template."""
+    if backend == "sqlite":
+        path = tmp_path / "holdguard.db"
+        open_database(path).close()
+        yield path
+        playlog.discard_webhook_db()
+        return
+    server = request.getfixturevalue("postgres_server")
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    url = server.create_database(name, template=TEMPLATE_DB)
+    yield url
+    playlog.discard_webhook_db()
+    close_pools(url)
+    server.drop_database(name)
 
 
 @pytest.fixture

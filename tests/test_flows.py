@@ -3,7 +3,6 @@ import json
 from datetime import timezone
 
 import pytest
-import sqlite_utils
 
 from app.cli import main
 from app.storage.connect import connect
@@ -146,7 +145,7 @@ def test_check_cli_unreadable_file(runner, tmp_path):
 
 
 def catalog_rows(db_path):
-    db = sqlite_utils.Database(db_path)
+    db = connect(db_path)
     return list(db["queues"].rows), list(db["segments"].rows)
 
 
@@ -212,6 +211,7 @@ def test_show_cli_without_a_flow(runner, db_path):
     assert result.exit_code == 1 and "no hold flow loaded" in result.output
 
 
+@pytest.mark.sqlite_only  # a SQLite file's own lock
 def test_load_into_a_locked_database_is_a_clear_error(runner, db_path):
     import sqlite3
     holder = sqlite3.connect(db_path, isolation_level=None)

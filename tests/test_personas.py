@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-import sqlite_utils
 
 from app.storage.connect import connect
 from app.core.flows import read_flow_file
@@ -28,7 +27,7 @@ def load_demo_flow(db_path) -> None:
 
 def insert_customer(db_path, customer_id, phone_e164, products=(), issues=(), opt_out=False, name=""):
     """One customer row (products as JSON list text) and their open issues, as the schema says."""
-    db = sqlite_utils.Database(db_path)
+    db = connect(db_path)
     db["customers"].upsert({"customer_id": customer_id, "phone_e164": phone_e164, "name": name,
                             "products": json.dumps(list(products)), "marketing_opt_out": int(opt_out),
                             "updated_at": "2026-11-20T00:00:00Z"}, pk="customer_id")
@@ -113,7 +112,7 @@ def test_lee_opted_out_hears_no_promo(demo_app):
 def test_every_answer_of_a_simulated_call_is_in_the_play_log(demo_app, db_path):
     result = simulate_call(demo_app, caller_phone=DANA, minutes=10)
 
-    db = sqlite_utils.Database(db_path)
+    db = connect(db_path)
     rows = list(db.query("SELECT caller, customer_id, queue, segment_id, kind, at_s, duration_s, reason "
                          "FROM plays WHERE call_sid = ? ORDER BY id", [result["call_sid"]]))
     assert [(r["segment_id"], r["at_s"]) for r in rows] == [(p["segment_id"], p["at_s"]) for p in result["timeline"]]

@@ -3,11 +3,11 @@ import json
 import re
 
 import pytest
-import sqlite_utils
 
 from app.cli import main
 from app.core.times import parse_utc
 from app.web.simulate import AdhocCaller, SimulateError, simulate_call
+from app.storage.connect import connect
 
 from test_personas import DANA, NIA, insert_demo_customers, load_demo_flow
 
@@ -45,7 +45,7 @@ def test_queue_time_grows_by_each_answer_and_the_call_ends_bridged(demo_db):
         assert after["at_s"] == int(before["at_s"] + before["duration_s"])
     end_s = timeline[-1]["at_s"] + timeline[-1]["duration_s"]
     assert end_s >= 30 * 60 > timeline[-1]["at_s"]
-    call = sqlite_utils.Database(demo_db)["calls"].get(result["call_sid"])
+    call = connect(demo_db)["calls"].get(result["call_sid"])
     assert call["queue_result"] == "bridged" and call["queue_time_s"] == int(end_s)
     assert result["summary"]["hold_s"] == end_s
 
@@ -53,7 +53,7 @@ def test_queue_time_grows_by_each_answer_and_the_call_ends_bridged(demo_db):
 def test_the_play_log_follows_the_simulated_clock(demo_db):
     result = simulate_call(demo_db, caller_phone=DANA, minutes=20)
 
-    rows = list(sqlite_utils.Database(demo_db).query(
+    rows = list(connect(demo_db).query(
         "SELECT at, at_s FROM plays WHERE call_sid = ? ORDER BY id", [result["call_sid"]]))
     start = parse_utc(rows[0]["at"])
     for row in rows:  # wall-clock `at` advanced exactly with the hold, not with real time
@@ -64,7 +64,7 @@ def test_consecutive_runs_are_consecutive_calls(demo_db):
     first = simulate_call(demo_db, caller_phone=NIA, minutes=45)
     second = simulate_call(demo_db, caller_phone=NIA, minutes=45)
 
-    db = sqlite_utils.Database(demo_db)
+    db = connect(demo_db)
     last_of_first = max(r["at"] for r in db.query("SELECT at FROM plays WHERE call_sid = ?", [first["call_sid"]]))
     first_of_second = min(r["at"] for r in db.query("SELECT at FROM plays WHERE call_sid = ?", [second["call_sid"]]))
     assert first_of_second > last_of_first
@@ -115,7 +115,7 @@ def test_unknown_caller_hears_no_promo(demo_db):
     ({"marketing_opt_out": True}, {"galaxy-upgrade", "fiber-offer"}),
 ])
 def test_adhoc_callers_run_on_a_scratch_copy(demo_db, adhoc, never):
-    db = sqlite_utils.Database(demo_db)
+    db = connect(demo_db)
     plays_before, customers_before = db["plays"].count, list(db["customers"].rows)
 
     result = simulate_call(demo_db, adhoc_caller=adhoc, minutes=45)

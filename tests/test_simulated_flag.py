@@ -7,7 +7,6 @@ import re
 import sqlite3
 
 import pytest
-import sqlite_utils
 
 from app.cli import main
 from app.storage.connect import connect
@@ -42,12 +41,12 @@ def real_call(twilio_post, db_path, call_sid: str, caller: str, minutes: float =
 
 
 def plays_of(db_path, call_sid: str) -> list[dict]:
-    return list(sqlite_utils.Database(db_path).query("SELECT * FROM plays WHERE call_sid = ? ORDER BY id",
+    return list(connect(db_path).query("SELECT * FROM plays WHERE call_sid = ? ORDER BY id",
                                                      [call_sid]))
 
 
 def simulated_flag(db_path, call_sid: str):
-    return sqlite_utils.Database(db_path)["calls"].get(call_sid)["simulated"]
+    return connect(db_path)["calls"].get(call_sid)["simulated"]
 
 
 def promos_in(plays: list[dict]) -> list[str]:
@@ -111,7 +110,7 @@ def test_simulations_through_the_flows_form_are_flagged(client, demo_db):
     form = {"caller": "phone", "phone": NIA, "minutes": "10", "queue": "support", "open_issue": "no",
             "severity": "high", "products": ""}
     assert client.post("/flows", data=form).status_code == 200
-    flags = [row["simulated"] for row in sqlite_utils.Database(demo_db).query("SELECT simulated FROM calls")]
+    flags = [row["simulated"] for row in connect(demo_db).query("SELECT simulated FROM calls")]
     assert flags == [1]
 
 
@@ -168,12 +167,12 @@ def old_db(demo_db, twilio_post):
     db.execute("ALTER TABLE calls DROP COLUMN simulated")
     db.execute("DROP TABLE schema_migrations")  # databases before the flag predate recorded migrations
     db.close()
-    assert "simulated" not in sqlite_utils.Database(demo_db)["calls"].columns_dict
+    assert "simulated" not in connect(demo_db)["calls"].columns_dict
     return demo_db
 
 
 def assert_flag_added_and_data_kept(db_path):
-    db = sqlite_utils.Database(db_path)
+    db = connect(db_path)
     (column,) = [c for c in db["calls"].columns if c.name == "simulated"]
     assert (column.type, column.notnull, column.default_value) == ("INTEGER", 1, "0")
     (call,) = db["calls"].rows
@@ -181,6 +180,7 @@ def assert_flag_added_and_data_kept(db_path):
     assert db["plays"].count == len(plays_of(db_path, "CA" + "e" * 32)) > 0
 
 
+@pytest.mark.sqlite_only  # a SQLite file's own lock
 def test_db_init_adds_the_flag_to_an_old_database(old_db, runner):
     for _ in range(2):  # idempotent
         result = runner.invoke(main, ["db", "init"])
@@ -188,6 +188,7 @@ def test_db_init_adds_the_flag_to_an_old_database(old_db, runner):
         assert_flag_added_and_data_kept(old_db)
 
 
+@pytest.mark.sqlite_only  # a SQLite file's own lock
 def test_the_app_starting_adds_the_flag_and_the_webhook_then_works(old_db):
     app = app_on(old_db)
     assert_flag_added_and_data_kept(old_db)
@@ -204,13 +205,14 @@ def test_the_app_starting_adds_the_flag_and_the_webhook_then_works(old_db):
     assert simulated_flag(old_db, sid) == 0
 
 
+@pytest.mark.sqlite_only  # a SQLite file's own lock
 def test_an_old_database_locked_when_the_app_starts_gets_the_flag_on_the_first_call_after(old_db):
     """An import holding the write lock while the app starts: calls answer music (fail closed) while
     it lasts, and the first call after it adds the column and goes through the policy."""
     importer = sqlite3.connect(old_db, isolation_level=None)
     importer.execute("BEGIN IMMEDIATE")
     app = app_on(old_db)
-    assert "simulated" not in sqlite_utils.Database(old_db)["calls"].columns_dict
+    assert "simulated" not in connect(old_db)["calls"].columns_dict
     during, after = "CA" + "1" * 32, "CA" + "2" * 32
     answer = signed_post(app, WAIT, {**wait_params(0), "CallSid": during, "From": NIA})
     assert answer.status_code == 200 and b"<Play>" in answer.data and b"<Say>" not in answer.data
@@ -218,7 +220,7 @@ def test_an_old_database_locked_when_the_app_starts_gets_the_flag_on_the_first_c
     importer.close()
 
     signed_post(app, WAIT, {**wait_params(0), "CallSid": after, "From": NIA})
-    db = sqlite_utils.Database(old_db)
+    db = connect(old_db)
     assert "simulated" in db["calls"].columns_dict
     assert {"CA" + "e" * 32, after} <= {row["call_sid"] for row in db["calls"].rows}  # the old call kept
     (play,) = plays_of(old_db, after)

@@ -5,10 +5,10 @@ import time
 import xml.etree.ElementTree as ElementTree
 
 import pytest
-import sqlite_utils
 
 from app import create_app
 from app.core.policy import FALLBACK_MUSIC_URL
+from app.storage.connect import connect
 from conftest import AUTH_TOKEN, BASE_URL, sign
 
 from test_personas import DANA, NIA, insert_customer, insert_demo_customers, load_demo_flow
@@ -30,7 +30,7 @@ def twiml(response) -> ElementTree.Element:
 
 
 def plays(db_path, call_sid=CALL["CallSid"]) -> list[dict]:
-    return list(sqlite_utils.Database(db_path).query("SELECT * FROM plays WHERE call_sid = ? ORDER BY id",
+    return list(connect(db_path).query("SELECT * FROM plays WHERE call_sid = ? ORDER BY id",
                                                      [call_sid]))
 
 
@@ -66,7 +66,7 @@ def test_voice_enqueues_with_absolute_signed_urls(demo, twilio_post, db_path):
     assert enqueue.get("waitUrlMethod") == "POST"
     assert enqueue.get("action") == f"{BASE_URL}/twilio/queue-result?queue=support"
     assert enqueue.get("method") == "POST"
-    call = sqlite_utils.Database(db_path)["calls"].get(CALL["CallSid"])
+    call = connect(db_path)["calls"].get(CALL["CallSid"])
     assert (call["caller"], call["queue"]) == (NIA, "support") and call["started_at"]
 
 
@@ -96,7 +96,7 @@ def test_a_call_unfolds_over_requests_and_remembers_the_position_told(demo, twil
         kinds.append(row["kind"])
         queue_time_s += int(row["duration_s"])
     assert kinds == ["notice", "music", "announcement", "music"]
-    assert sqlite_utils.Database(db_path)["calls"].get(CALL["CallSid"])["last_position_told"] == 5
+    assert connect(db_path)["calls"].get(CALL["CallSid"])["last_position_told"] == 5
 
 
 def test_older_average_queue_time_name_is_accepted(demo, twilio_post, db_path):
@@ -112,7 +112,7 @@ def test_queue_result_records_how_the_wait_ended(demo, twilio_post, db_path):
     root = twiml(twilio_post("/twilio/queue-result?queue=support",
                              {**CALL, "QueueResult": "bridged", "QueueTime": "754"}))
     assert list(root) == []
-    call = sqlite_utils.Database(db_path)["calls"].get(CALL["CallSid"])
+    call = connect(db_path)["calls"].get(CALL["CallSid"])
     assert (call["queue_result"], call["queue_time_s"]) == ("bridged", 754) and call["ended_at"]
 
 
@@ -140,7 +140,7 @@ def test_unsigned_or_forged_requests_get_403_and_log_nothing(demo, client, db_pa
     response = client.post(path, data=params, headers=headers)
     assert response.status_code == 403
     assert plays(db_path) == []
-    assert sqlite_utils.Database(db_path)["calls"].count == 0
+    assert connect(db_path)["calls"].count == 0
 
 
 def RequestValidatorFor(base_url, path, params):
@@ -180,6 +180,7 @@ def test_missing_database_answers_builtin_music_and_creates_nothing(tmp_path, ca
     assert "answering fallback music" in caplog.text and "does not exist" in caplog.text
 
 
+@pytest.mark.sqlite_only  # a SQLite file's own lock
 def test_locked_database_answers_music(demo, db_path, demo_music, caplog):
     holder = sqlite3.connect(db_path, isolation_level=None)
     holder.execute("PRAGMA locking_mode = EXCLUSIVE")
@@ -196,6 +197,7 @@ def test_locked_database_answers_music(demo, db_path, demo_music, caplog):
     assert plays(db_path) == []  # nothing could be written, and the webhook did not wait to try
 
 
+@pytest.mark.sqlite_only  # a SQLite file's own lock
 def test_write_locked_database_answers_music_not_the_unlogged_decision(demo, db_path, demo_music):
     """Readers still read in WAL mode, but an answer that cannot be logged must not be a message."""
     holder = sqlite3.connect(db_path, isolation_level=None)
@@ -252,7 +254,7 @@ def test_empty_catalog_answers_builtin_music_and_logs_why(app, db_path, twilio_p
 
 
 def test_bad_customer_data_answers_queue_music_and_logs_the_fault(demo, db_path, demo_music, twilio_post, caplog):
-    sqlite_utils.Database(db_path)["customers"].update("C-1003", {"products": "Galaxy S7; Fiber 1G"})
+    connect(db_path)["customers"].update("C-1003", {"products": "Galaxy S7; Fiber 1G"})
     with caplog.at_level(logging.ERROR, logger="app.web.twilio_hold"):
         response = twilio_post(WAIT, wait_params(0))
     assert_music_only(response, demo_music)
@@ -273,7 +275,7 @@ def test_an_issue_opened_mid_call_suppresses_promos_on_the_next_request(demo, tw
     assert row["kind"] != "promo"
     assert "promo skipped: open issue CASE-2001 (medium)" in row["reason"]
 
-    sqlite_utils.Database(db_path)["issues"].update("CASE-2001", {"closed_at": "2026-11-24T12:00:00Z"})
+    connect(db_path)["issues"].update("CASE-2001", {"closed_at": "2026-11-24T12:00:00Z"})
     queue_time_s += int(row["duration_s"])
     twilio_post(WAIT, wait_params(queue_time_s))  # music after the tip
     queue_time_s += int(plays(db_path)[-1]["duration_s"])
@@ -325,6 +327,7 @@ def test_two_workers_alternating_on_one_call_each_see_every_play(demo, db_path):
         db.close()
 
 
+@pytest.mark.sqlite_only  # a SQLite file's own lock
 def test_after_a_lock_the_next_answers_are_music_without_waiting_on_the_database(demo, twilio_post, db_path,
                                                                                   monkeypatch, demo_music):
     """Many callers and a locked database: one request waits out the busy timeout, the next ones for
@@ -351,4 +354,4 @@ def test_after_a_lock_the_next_answers_are_music_without_waiting_on_the_database
     holder.execute("ROLLBACK")
     time.sleep(0.6)
     twilio_post(WAIT, wait_params(180))  # the breaker has closed: a normal, logged answer
-    assert opened and sqlite_utils.Database(db_path)["plays"].count == 1
+    assert opened and connect(db_path)["plays"].count == 1

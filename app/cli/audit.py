@@ -251,7 +251,6 @@ def search_command(query, db_path, limit, as_json):
       holdguard audit search "galaxy upgrade"
     """
     import json
-    import sqlite3
 
     from audits.rules import clock
 
@@ -259,12 +258,9 @@ def search_command(query, db_path, limit, as_json):
         db = open_existing(db_path)
     except DatabaseMissing:
         raise click.ClickException(f"{db_path}: database file does not exist (audit a recording first)") from None
-    if not db["audit_messages_fts"].exists():
+    if not store.has_audits(db):
         raise click.ClickException(f"{db_path}: no audits stored yet (run `holdguard audit PATH` first)")
-    try:
-        matches = store.search(db, query, limit)
-    except sqlite3.OperationalError:  # FTS syntax error, e.g. an unbalanced quote: search the words as typed
-        matches = store.search(db, db.quote_fts(query), limit)
+    matches = store.search(db, query, limit)
     if as_json:
         click.echo(json.dumps(matches, indent=2, ensure_ascii=False))
         return

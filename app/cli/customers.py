@@ -1,12 +1,12 @@
 """`holdguard customers`: import CRM files, show a customer."""
 import json
-import sqlite3
 from pathlib import Path
 
 import click
 
 from app.cli.options import check_region, db_option, existing_db, region_option
 from app.core.customers import ImportFileError
+from app.storage.connect import DATABASE_ERRORS
 from app.storage.crm import customer_view, find_customer_ids, import_customers
 
 
@@ -71,7 +71,7 @@ def import_command(file, db_path, region):
         report = import_customers(db, file, region, progress=True)
     except ImportFileError as exc:
         raise click.ClickException(str(exc)) from None
-    except sqlite3.Error as exc:
+    except DATABASE_ERRORS as exc:
         raise click.ClickException(f"{db_path}: {exc} (customers before the failure are saved; "
                                    "re-running the import is safe)") from None
     for warning in report.warnings:

@@ -1,6 +1,5 @@
 """`holdguard flows`: check, load and show hold flows."""
 import dataclasses
-import sqlite3
 import sys
 
 import click
@@ -10,7 +9,7 @@ from app.core.flows import Flow, FlowError, read_flow_file
 from app.core.policy import KINDS
 from app.core.times import format_utc
 from app.storage.catalog import load_catalog, save_catalog
-from app.storage.connect import DatabaseMissing, open_existing
+from app.storage.connect import DATABASE_ERRORS, DatabaseMissing, open_existing
 
 
 def _valid_flow_or_exit(flow_file: str) -> Flow:
@@ -68,7 +67,7 @@ def load_command(flow_file, db_path):
     try:
         db = writable_db(db_path)
         save_catalog(db, flow)
-    except sqlite3.Error as error:
+    except DATABASE_ERRORS as error:
         raise click.ClickException(f"{db_path}: could not replace the catalog, nothing changed ({error})") from None
     click.echo(f"loaded {flow_file} into {db_path}: {_summary(flow)}")
 

@@ -1,10 +1,8 @@
 """Options and helpers every data command shares; library errors become one-line messages here."""
-import sqlite3
-
 import click
 import phonenumbers
 
-from app.storage.connect import DatabaseMissing, UnsupportedDatabase, open_existing
+from app.storage.connect import DATABASE_ERRORS, DatabaseMissing, UnsupportedDatabase, describe, open_existing
 from app.storage.schema import open_database
 
 
@@ -12,7 +10,8 @@ def db_option(function):
     """The --db option every data command takes (env HOLDGUARD_DB)."""
     return click.option("--db", "db_path", envvar="HOLDGUARD_DB", default="./holdguard.db",
                         show_default=True, metavar="FILE|URL",
-                        help="SQLite file or sqlite:///path URL (env HOLDGUARD_DB).")(function)
+                        help="SQLite file, sqlite:///path, or postgresql://user:password@host:port/dbname "
+                             "(env HOLDGUARD_DB).")(function)
 
 
 def region_option(function):
@@ -34,10 +33,10 @@ def existing_db(db_path: str):
         tables = set(db.table_names())
     except (DatabaseMissing, UnsupportedDatabase) as exc:
         raise click.ClickException(str(exc)) from None
-    except sqlite3.DatabaseError as exc:
-        raise click.ClickException(f"{db_path}: not a usable SQLite database ({exc})") from None
+    except DATABASE_ERRORS as exc:
+        raise click.ClickException(unusable(db_path, exc)) from None
     if not {"customers", "issues"} <= tables:
-        raise click.ClickException(f"{db_path}: no customers table (run `holdguard db init --db {db_path}`)")
+        raise click.ClickException(f"{describe(db_path)}: no customers table (run `holdguard db init`)")
     return db
 
 
@@ -47,5 +46,11 @@ def writable_db(db_path: str):
         return open_database(db_path)
     except UnsupportedDatabase as exc:
         raise click.ClickException(str(exc)) from None
-    except sqlite3.DatabaseError as exc:
-        raise click.ClickException(f"{db_path}: not a usable SQLite database ({exc})") from None
+    except DATABASE_ERRORS as exc:
+        raise click.ClickException(unusable(db_path, exc)) from None
+
+
+def unusable(db_path: str, error: Exception) -> str:
+    """One line: which database, and why it cannot be used."""
+    reason = " ".join(str(error).split()) or type(error).__name__
+    return f"{describe(db_path)}: not a usable database ({reason})"

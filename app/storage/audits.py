@@ -10,6 +10,7 @@ audit_findings   rule hits with evidence
 `save` writes one AuditResult in a single transaction: a failure leaves no partial rows.
 """
 import json
+import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -41,8 +42,8 @@ def save(db, result: AuditResult, *, sha256: str = "", call_sid: str | None = No
             for s in result.segments)
         db["audit_messages"].insert_all(
             {"audit_id": audit_id, "message_id": m.id, "category": m.category, "text": m.text,
-             "plays": m.plays, "products": json.dumps(m.products), "cue": m.cue}
-            for m in result.messages)
+             "plays": m.plays, "products": json.dumps(m.products), "cue": m.cue, "position": n}
+            for n, m in enumerate(result.messages))
         db["audit_plays"].insert_all(
             {"audit_id": audit_id, "message_id": m.id, "start_s": start, "end_s": end}
             for m in result.messages for start, end in zip(m.play_times_s, m.play_ends_s))
@@ -55,7 +56,7 @@ def save(db, result: AuditResult, *, sha256: str = "", call_sid: str | None = No
 
 def _delete_audit(db, audit_id: int) -> None:
     for child in AUDIT_CHILD_TABLES:
-        db.execute(f"delete from [{child}] where audit_id = ?", [audit_id])
+        db.execute(f'delete from "{child}" where audit_id = ?', [audit_id])
     db.execute("delete from audits where id = ?", [audit_id])
 
 
@@ -81,7 +82,7 @@ def load(db, audit_id: int) -> AuditResult | None:
                         play_ends_s=[end for _, end in plays.get(r["message_id"], [])],
                         category=r["category"], products=json.loads(r["products"] or "[]"),
                         cue=r["cue"] or "")
-                for r in db.query("select * from audit_messages where audit_id = ? order by rowid",
+                for r in db.query("select * from audit_messages where audit_id = ? order by position",
                                   [audit_id])]
     findings = [Finding(rule=r["rule"], severity=r["severity"], message_id=r["message_id"],
                         count=r["count"], evidence=r["evidence"], at_s=json.loads(r["at_s"] or "[]"))
@@ -93,15 +94,35 @@ def load(db, audit_id: int) -> AuditResult | None:
                        context=Context.from_dict(json.loads(audit["context"] or "{}")))
 
 
-def search(db, query: str, limit: int = 50) -> list[dict]:
-    """Full-text search over transcripts: matching messages with their audit's recording."""
-    return list(db.query(
-        """select a.id as audit_id, a.recording, m.message_id, m.category, m.plays, m.text
-           from audit_messages_fts f
-           join audit_messages m on m.rowid = f.rowid
-           join audits a on a.id = m.audit_id
-           where audit_messages_fts match ? order by f.rank limit ?""",
-        [query, limit]))
+SEARCH_COLUMNS = "a.id as audit_id, a.recording, m.message_id, m.category, m.plays, m.text"
+
+
+def search(db, query: str, limit: int = 50, *, syntax: bool = True) -> list[dict]:
+    """Full-text search over transcripts (word stems): matching messages with their audit's recording.
+
+    syntax=True reads the query's own syntax ("a phrase", OR, prefix* on SQLite; web-search syntax
+    on PostgreSQL), falling back to its plain words when it does not parse; syntax=False: every
+    word, in any order.
+    """
+    if db.dialect == "postgresql":
+        parse = "websearch_to_tsquery" if syntax else "plainto_tsquery"
+        return db.query(f"""select {SEARCH_COLUMNS} from audit_messages m join audits a on a.id = m.audit_id
+                            where m.text_search @@ {parse}('english', ?)
+                            order by ts_rank(m.text_search, {parse}('english', ?)) desc, a.id, m.position
+                            limit ?""", [query, query, limit])
+    sql = f"""select {SEARCH_COLUMNS} from audit_messages_fts f
+              join audit_messages m on m.rowid = f.rowid join audits a on a.id = m.audit_id
+              where audit_messages_fts match ? order by f.rank limit ?"""
+    if syntax:
+        try:
+            return db.query(sql, [query, limit])
+        except sqlite3.OperationalError:  # FTS syntax error, e.g. an unbalanced quote
+            pass
+    return db.query(sql, [db.quote_fts(query), limit])
+
+
+def has_audits(db) -> bool:
+    return db["audits"].exists() and db.execute("select count(*) from audits").fetchone()[0] > 0
 
 
 def audit_findings_count(db, audit_id: int) -> int:
@@ -129,7 +150,7 @@ def list_audits(db, *, rule: str = "", from_day: str | None = None, before_day: 
         where.append("audited_at < ?")
         params.append(before_day)
     if only_ids is not None:
-        where.append(f"id in ({', '.join('?' * len(only_ids))})" if only_ids else "0")
+        where.append(f"id in ({', '.join('?' * len(only_ids))})" if only_ids else "1 = 0")
         params.extend(sorted(only_ids))
     sql = ("select id, recording, audited_at, duration_s, promo_share, findings, call_sid from audits"
            + (" where " + " and ".join(where) if where else "")

@@ -20,11 +20,12 @@ class NoHoldFlow(LookupError):
 def queue_to_row(queue: QueueSettings) -> dict:
     row = dataclasses.asdict(queue)
     row["music"] = json.dumps(list(queue.music))
+    row["agent_whisper"] = int(queue.agent_whisper)  # an integer column on both databases
     return row
 
 
 def queue_from_row(row: dict) -> QueueSettings:
-    values = dict(row)
+    values = {key: value for key, value in row.items() if key != "position"}
     values["music"] = tuple(json.loads(row["music"] or "[]"))
     values["agent_whisper"] = bool(row.get("agent_whisper"))
     return QueueSettings(**values)
@@ -40,7 +41,7 @@ def segment_to_row(segment: Segment) -> dict:
 
 
 def segment_from_row(row: dict) -> Segment:
-    values = dict(row)
+    values = {key: value for key, value in row.items() if key != "position"}
     values["products"] = tuple(json.loads(row["products"] or "[]"))
     values["queues"] = tuple(json.loads(row["queues"] or "[]"))
     for key in ("active_from", "active_until"):
@@ -54,18 +55,19 @@ def save_catalog(db, flow: Flow) -> None:
         db.execute("DELETE FROM segments")
         db.execute("DELETE FROM queues")
         db.execute("DELETE FROM product_aliases")
-        db["queues"].insert_all([queue_to_row(q) for q in flow.queues.values()])
-        db["segments"].insert_all([segment_to_row(s) for s in flow.segments])
-        db["product_aliases"].insert_all([{"alias": alias, "product": product}
-                                          for product, aliases in flow.aliases.items() for alias in aliases])
+        db["queues"].insert_all([{**queue_to_row(q), "position": n} for n, q in enumerate(flow.queues.values())])
+        db["segments"].insert_all([{**segment_to_row(s), "position": n} for n, s in enumerate(flow.segments)])
+        aliases = [(product, alias) for product, names in flow.aliases.items() for alias in names]
+        db["product_aliases"].insert_all([{"alias": alias, "product": product, "position": n}
+                                          for n, (product, alias) in enumerate(aliases)])
 
 
 def load_catalog(db) -> Flow:
     """The catalog as stored: every queue and segment, in load order, and the product aliases."""
-    queues = [queue_from_row(row) for row in db.query("SELECT * FROM queues ORDER BY rowid")]
-    segments = [segment_from_row(row) for row in db.query("SELECT * FROM segments ORDER BY rowid")]
+    queues = [queue_from_row(row) for row in db.query("SELECT * FROM queues ORDER BY position")]
+    segments = [segment_from_row(row) for row in db.query("SELECT * FROM segments ORDER BY position")]
     aliases: dict[str, tuple[str, ...]] = {}
-    for row in db.query("SELECT product, alias FROM product_aliases ORDER BY rowid"):
+    for row in db.query("SELECT product, alias FROM product_aliases ORDER BY position"):
         aliases[row["product"]] = aliases.get(row["product"], ()) + (row["alias"],)
     return Flow({q.name: q for q in queues}, segments, aliases)
 
@@ -88,7 +90,7 @@ def load_queue(db, queue_name: str) -> QueueSettings:
 
 def load_segments(db, queue_name: str) -> tuple[Segment, ...]:
     """The catalog segments that may play in this queue (the policy checks their time windows)."""
-    segments = (segment_from_row(row) for row in db.query("SELECT * FROM segments ORDER BY rowid"))
+    segments = (segment_from_row(row) for row in db.query("SELECT * FROM segments ORDER BY position"))
     return tuple(s for s in segments if s.applies_to(queue_name))
 
 

@@ -2,7 +2,9 @@
 
 `HOLDGUARD_DB` (and every `--db`) names the database: a file path or a
 `sqlite:///path` URL for the embedded SQLite file (WAL mode, readable in
-Datasette while the webhook runs).
+Datasette while the webhook runs), or a libpq URL
+`postgresql://user:password@host:port/dbname` for PostgreSQL, which several
+webhook hosts share (app/storage/postgres.py).
 
 Writes that read first must start `BEGIN IMMEDIATE` (`transaction()`): in WAL
 mode a deferred transaction that has read cannot wait for the write lock when
@@ -15,9 +17,15 @@ import sqlite3
 import time
 from pathlib import Path
 
+import psycopg
 import sqlite_utils
 
+from app.storage.postgres import PostgresDatabase
+
 SQLITE_URL_PREFIX = "sqlite:///"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+# Errors that mean "the database failed", whichever it is.
+DATABASE_ERRORS = (sqlite3.Error, psycopg.Error)
 # Commands and the API wait this long for another writer; the webhook far less (see playlog).
 BUSY_TIMEOUT_S = 5.0
 # A writer that commits transaction after transaction (an import) pauses this long after each
@@ -35,6 +43,21 @@ class UnsupportedDatabase(ValueError):
     """HOLDGUARD_DB names a kind of database this version cannot open."""
 
 
+class SqliteDatabase(sqlite_utils.Database):
+    dialect = "sqlite"
+
+    def query(self, sql: str, params=()) -> list[dict]:
+        """Rows as dicts, all at once (as PostgresDatabase.query)."""
+        return list(super().query(sql, params))
+
+    def executemany(self, sql: str, rows) -> None:
+        self.conn.executemany(sql, list(rows))
+
+
+def is_postgres(url) -> bool:
+    return str(url).startswith(POSTGRES_SCHEMES)
+
+
 def sqlite_path(url: str | Path) -> Path:
     """The file a database URL or path names: "sqlite:///data/h.db" or "data/h.db" -> data/h.db."""
     text = str(url)
@@ -42,18 +65,30 @@ def sqlite_path(url: str | Path) -> Path:
         return Path(text[len(SQLITE_URL_PREFIX):])
     if "://" in text:
         scheme = text.split("://", 1)[0]
-        raise UnsupportedDatabase(f"{scheme}:// databases are not supported yet: use a SQLite file path "
-                                  "or sqlite:///path")
+        raise UnsupportedDatabase(f"{scheme}:// is not a database holdguard opens: use a SQLite file path, "
+                                  "sqlite:///path or postgresql://user:password@host:port/dbname")
     return Path(text)
 
 
-def connect(url: str | Path, *, create: bool = True, busy_timeout_s: float = BUSY_TIMEOUT_S) -> sqlite_utils.Database:
-    """Open the database; with create=False a missing file raises DatabaseMissing.
+def describe(url) -> str:
+    """The database for messages: a SQLite path, or a PostgreSQL URL without its password."""
+    if not is_postgres(url):
+        return str(url)
+    info = psycopg.conninfo.conninfo_to_dict(str(url))
+    return f"postgresql://{info.get('user', '')}@{info.get('host', '')}:{info.get('port', '5432')}/{info.get('dbname', '')}"
 
-    Statements outside `transaction()` commit on their own (isolation_level=None).
-    synchronous=NORMAL is safe in WAL mode: a power cut may lose the last
-    commits, never corrupt the file.
+
+def connect(url: str | Path, *, create: bool = True, busy_timeout_s: float = BUSY_TIMEOUT_S):
+    """Open the database; with create=False a missing SQLite file raises DatabaseMissing.
+
+    Statements outside `transaction()` commit on their own. SQLite:
+    synchronous=NORMAL is safe in WAL mode (a power cut may lose the last
+    commits, never corrupt the file). PostgreSQL: a pooled connection whose
+    statements and lock waits end after `busy_timeout_s`.
     """
+    if is_postgres(url):
+        return PostgresDatabase(str(url), timeout_s=busy_timeout_s,
+                                statement_timeout_ms=int(busy_timeout_s * 1000))
     path = sqlite_path(url)
     if not create and not path.exists():
         raise DatabaseMissing(f"{path}: database file does not exist (run `holdguard db init`)")
@@ -68,12 +103,18 @@ def connect(url: str | Path, *, create: bool = True, busy_timeout_s: float = BUS
     except BaseException:
         conn.close()
         raise
-    return sqlite_utils.Database(conn)
+    return SqliteDatabase(conn)
+
+
+def transaction(db):
+    """One write transaction: on SQLite it takes the write lock first (BEGIN IMMEDIATE); nested, a savepoint."""
+    if db.dialect == "postgresql":
+        return db.transaction()
+    return _sqlite_transaction(db)
 
 
 @contextlib.contextmanager
-def transaction(db: sqlite_utils.Database):
-    """One write transaction that takes the write lock first (BEGIN IMMEDIATE); nested: a savepoint."""
+def _sqlite_transaction(db):
     conn = db.conn
     if conn.in_transaction:
         with db.atomic():
@@ -89,7 +130,16 @@ def transaction(db: sqlite_utils.Database):
     conn.execute("COMMIT")
 
 
-def open_existing(url: str | Path, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> sqlite_utils.Database:
+def is_unavailable(error: Exception) -> bool:
+    """The database did not answer in time: a lock held too long, a statement cut off, no free
+    connection, a server down or unreachable."""
+    if isinstance(error, sqlite3.OperationalError):
+        return "locked" in str(error) or "busy" in str(error)
+    return isinstance(error, (psycopg.OperationalError, psycopg.errors.LockNotAvailable,
+                              psycopg.errors.QueryCanceled))
+
+
+def open_existing(url: str | Path, *, busy_timeout_s: float = BUSY_TIMEOUT_S):
     """An initialised database for a command that reads or updates it; DatabaseMissing if there is none."""
     return connect(url, create=False, busy_timeout_s=busy_timeout_s)
 

@@ -28,10 +28,8 @@ def now_text() -> str:
 
 
 def _row(db, table: str, key_column: str, key: str) -> dict | None:
-    cursor = db.execute(f"select * from [{table}] where [{key_column}] = ?", [key])
-    columns = [description[0] for description in cursor.description]
-    found = cursor.fetchone()
-    return dict(zip(columns, found)) if found else None
+    rows = db.query(f'select * from "{table}" where "{key_column}" = ?', [key])
+    return rows[0] if rows else None
 
 
 def save_customer(db, customer: CustomerRecord, now: str) -> str:
@@ -125,10 +123,9 @@ def close_issue(db, issue_id: str, now: str) -> dict | None:
 
 def close_issues_except(db, customer_id: str, kept_ids: list[str], now: str) -> int:
     """Close this customer's open issues whose ids are not in kept_ids; returns how many."""
-    placeholders = ", ".join("?" for _ in kept_ids)
+    kept = f"and id not in ({', '.join('?' for _ in kept_ids)})" if kept_ids else ""
     cursor = db.execute(
-        "update issues set closed_at = ?, updated_at = ? "
-        f"where customer_id = ? and closed_at is null and id not in ({placeholders})",
+        f"update issues set closed_at = ?, updated_at = ? where customer_id = ? and closed_at is null {kept}",
         [now, now, customer_id, *kept_ids],
     )
     return cursor.rowcount
@@ -282,10 +279,10 @@ def issues_open_at(db, phone_e164: str, at: str) -> list[Issue]:
     """
     rows = db.query("select i.id, i.severity, i.summary from customers c "
                     "join issues i on i.customer_id = c.customer_id "
-                    "where c.phone_e164 = :phone "
-                    "and (coalesce(i.opened_at, '') = '' or i.opened_at <= :at) "
-                    "and (coalesce(i.closed_at, '') = '' or i.closed_at > :at) "
-                    "order by c.customer_id, i.opened_at, i.id", {"phone": phone_e164, "at": at})
+                    "where c.phone_e164 = ? "
+                    "and (coalesce(i.opened_at, '') = '' or i.opened_at <= ?) "
+                    "and (coalesce(i.closed_at, '') = '' or i.closed_at > ?) "
+                    "order by c.customer_id, i.opened_at, i.id", [phone_e164, at, at])
     return [Issue(row["id"], row["severity"] or "medium", row["summary"] or "") for row in rows]
 
 

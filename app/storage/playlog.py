@@ -26,7 +26,7 @@ from app.core.policy import Caller, CallSoFar, Decision, Play, QueueSettings, Se
 from app.core.products import ProductNames
 from app.core.times import format_utc, parse_utc
 from app.storage import catalog, crm
-from app.storage.connect import connect, transaction
+from app.storage.connect import DATABASE_ERRORS, connect, transaction
 from app.storage.schema import migrate, pending
 
 # Twilio waits ~15 s for a webhook; a locked database must turn into fallback music long before.
@@ -79,8 +79,25 @@ def discard_webhook_db() -> None:
     if cached is not None:
         try:
             cached[1].close()
-        except sqlite3.Error:
+        except DATABASE_ERRORS:
             pass
+
+
+def decision_lock(db, caller_key: str | None):
+    """One decision at a time per caller across every webhook host (PostgreSQL): a transaction with
+    an advisory lock on the caller, so two calls of one caller on two hosts cannot both take the
+    promo the 7-day repeat window allows once. SQLite serves one host: there each write is its own
+    transaction and the play log's unique request key is enough."""
+    if db.dialect != "postgresql" or not caller_key:
+        return contextlib.nullcontext()
+    return _caller_locked(db, caller_key)
+
+
+@contextlib.contextmanager
+def _caller_locked(db, caller_key: str):
+    with transaction(db):
+        db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", [caller_key])
+        yield
 
 
 # ---- the policy's inputs ------------------------------------------------------------------------
@@ -212,15 +229,15 @@ def record_play(db, call_sid: str, caller_key: str, customer_id: str | None, que
         inserted = db.execute(
             "INSERT INTO plays (call_sid, caller, customer_id, queue, segment_id, kind, at, at_s, duration_s, "
             "reason, cause, queue_time, play_url, say_text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (call_sid, queue_time) WHERE queue_time IS NOT NULL DO NOTHING",
+            "ON CONFLICT (call_sid, queue_time) WHERE queue_time IS NOT NULL DO NOTHING RETURNING id",
             [call_sid, caller_key, customer_id, queue_name, segment.id, segment.kind, format_utc(at), at_s,
-             segment.duration_s, decision.reason, decision.cause, queue_time, segment.play, segment.say])
-        if inserted.rowcount == 0:
+             segment.duration_s, decision.reason, decision.cause, queue_time, segment.play, segment.say]).fetchone()
+        if inserted is None:  # another worker or host answered this request first
             return logged_answer(db, call_sid, queue_time)
-        play_id = inserted.lastrowid
+        play_id = inserted[0]
         if decision.skipped:
-            db.conn.executemany("INSERT OR IGNORE INTO play_skips (play_id, segment_id, cause) VALUES (?, ?, ?)",
-                                [(play_id, skip.promo_id, skip.cause) for skip in decision.skipped])
+            db.executemany("INSERT INTO play_skips (play_id, segment_id, cause) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                           [(play_id, skip.promo_id, skip.cause) for skip in decision.skipped])
         if not unchanged:
             _upsert_call(db, call_sid, at, simulated, latest)
     return LoggedAnswer(segment.id, segment.kind, segment.play, segment.say, decision.reason)

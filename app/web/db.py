@@ -1,10 +1,9 @@
 """The request's database connection: opened on first use, kept on `g`, closed after the request."""
 import logging
-import sqlite3
 
 from flask import current_app, g
 
-from app.storage.connect import DatabaseMissing, open_existing
+from app.storage.connect import DATABASE_ERRORS, DatabaseMissing, describe, open_existing
 from app.storage.schema import migrate
 
 log = logging.getLogger(__name__)
@@ -35,18 +34,18 @@ def upgrade_existing(url) -> list[str]:
         database = open_existing(url, busy_timeout_s=0.5)
     except DatabaseMissing:
         return []
-    except (sqlite3.Error, OSError) as error:
-        log.error("%s: could not open it to bring it up to this version: %s", url, error)
+    except (*DATABASE_ERRORS, OSError) as error:
+        log.error("%s: could not open it to bring it up to this version: %s", describe(url), error)
         return []
     try:
         applied = migrate(database)
-    except sqlite3.Error as error:
-        log.error("%s: could not bring it up to this version (run `holdguard db init`): %s", url, error)
+    except DATABASE_ERRORS as error:
+        log.error("%s: could not bring it up to this version (run `holdguard db init`): %s", describe(url), error)
         return []
     finally:
         database.close()
     if applied:
-        log.info("%s: applied migration(s) %s", url, ", ".join(applied))
+        log.info("%s: applied migration(s) %s", describe(url), ", ".join(applied))
     return applied
 
 

@@ -228,7 +228,7 @@ def audit_filters() -> dict:
 
 def transcript_matches(db, query: str) -> list[dict]:
     """Messages whose transcript matches every word of `query` (any order, word stems)."""
-    return store.search(db, db.quote_fts(query), limit=SEARCH_MATCHES_MAX)
+    return store.search(db, query, limit=SEARCH_MATCHES_MAX, syntax=False)
 
 
 def list_audits(db, filters: dict, only_ids: set[int] | None) -> list[dict]:

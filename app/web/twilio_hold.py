@@ -22,7 +22,6 @@ import functools
 import hmac
 import logging
 import math
-import sqlite3
 import time
 from datetime import datetime, timezone
 from urllib.parse import urlencode
@@ -34,6 +33,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from app.core.phones import normalize_phone
 from app.core.policy import QueueData, decide, fallback_decision
 from app.storage import playlog
+from app.storage.connect import DATABASE_ERRORS, is_unavailable
 
 bp = Blueprint("twilio_hold", __name__, url_prefix="/twilio")
 log = logging.getLogger(__name__)
@@ -193,14 +193,16 @@ def wait():
         if lock_breaker().open():
             raise DatabaseBusy("the database was locked moments ago: not waiting on it again yet")
         db = playlog.webhook_db(current_app.config["HOLDGUARD_DB"])
-        logged = playlog.logged_answer(db, call_sid, queue_time)
-        if logged is None:
-            inputs = playlog.load_inputs(db, call_sid, caller_e164, queue_name, now, playlog.catalog_cache(),
-                                         simulating())
-            decision = decide(inputs.caller, inputs.call, inputs.history, inputs.queue, inputs.catalog,
-                              queue_data, now, inputs.products)
-            logged = playlog.record_play(db, call_sid, caller_key, _customer_id(inputs), queue_name, decision, now,
-                                         _at_s(queue_data, inputs), queue_time, inputs.call_row, simulating())
+        with playlog.decision_lock(db, caller_e164):
+            logged = playlog.logged_answer(db, call_sid, queue_time)
+            if logged is None:
+                inputs = playlog.load_inputs(db, call_sid, caller_e164, queue_name, now, playlog.catalog_cache(),
+                                             simulating())
+                decision = decide(inputs.caller, inputs.call, inputs.history, inputs.queue, inputs.catalog,
+                                  queue_data, now, inputs.products)
+                logged = playlog.record_play(db, call_sid, caller_key, _customer_id(inputs), queue_name, decision,
+                                             now, _at_s(queue_data, inputs), queue_time, inputs.call_row,
+                                             simulating())
         return _twiml(one_verb_twiml(logged.play_url, logged.say_text))
     except Exception as error:
         if not isinstance(error, DatabaseBusy):  # those are counted (LockBreaker), not each logged
@@ -208,10 +210,10 @@ def wait():
         now = now or utc_now()
         decision = fallback_decision(inputs.queue if inputs else None,
                                      f"fallback music: {type(error).__name__}: {error}")
-        if _is_lock(error):
+        if is_unavailable(error):
             lock_breaker().trip()
         _log_fallback(db, error, call_sid, caller_key, inputs, queue_name, decision, now, queue_data, queue_time)
-        if isinstance(error, (sqlite3.Error, OSError)):
+        if isinstance(error, (*DATABASE_ERRORS, OSError)):
             playlog.discard_webhook_db()  # the next request reconnects afresh
     return _twiml(one_verb_twiml(decision.segment.play, decision.segment.say))
 
@@ -221,8 +223,8 @@ class DatabaseBusy(Exception):
 
 
 class LockBreaker:
-    """After a wait request found the database locked, the next ones answer music at once for
-    OPEN_S instead of each waiting out the busy timeout: with many callers on hold, waiting ones
+    """After a wait request found the database locked or unreachable, the next ones answer music at
+    once for OPEN_S instead of each waiting out the timeout: with many callers on hold, waiting ones
     would hold every worker and push answers towards Twilio's 15 s limit. One per process and database."""
     OPEN_S = 1.0
 
@@ -251,10 +253,6 @@ def lock_breaker() -> LockBreaker:
     return _lock_breakers.setdefault(str(current_app.config["HOLDGUARD_DB"]), LockBreaker())
 
 
-def _is_lock(error: Exception) -> bool:
-    return isinstance(error, sqlite3.OperationalError) and ("locked" in str(error) or "busy" in str(error))
-
-
 def _customer_id(inputs) -> str | None:
     return inputs.caller.customer_id if inputs and inputs.caller else None
 
@@ -269,8 +267,8 @@ def _at_s(queue_data: QueueData | None, inputs) -> float:
 def _log_fallback(db, error, call_sid, caller_key, inputs, queue_name, decision, now, queue_data,
                   queue_time) -> None:
     """Log the fallback answer if the database can take it; a lock would only make Twilio wait."""
-    locked = _is_lock(error) or isinstance(error, DatabaseBusy)
-    database_fault = isinstance(error, (sqlite3.Error, OSError))
+    locked = is_unavailable(error) or isinstance(error, DatabaseBusy)
+    database_fault = isinstance(error, (*DATABASE_ERRORS, OSError))
     if locked or not call_sid or (db is None and database_fault):
         return
     try:
