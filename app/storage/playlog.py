@@ -55,7 +55,7 @@ def webhook_db(url) -> sqlite_utils.Database:
     if cached is not None and cached[0] == str(url):
         return cached[1]
     discard_webhook_db()
-    db = connect(url, create=False, busy_timeout_s=WEBHOOK_BUSY_TIMEOUT_S)
+    db = connect(url, create=False, busy_timeout_s=WEBHOOK_BUSY_TIMEOUT_S, statement_timeout_s=WEBHOOK_BUSY_TIMEOUT_S)
     try:
         if pending(db):
             migrate(db)

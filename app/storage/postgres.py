@@ -6,7 +6,7 @@ and the caps. The storage modules write portable SQL (`?` placeholders,
 psycopg's, and offers the few table helpers the code and tests call on
 sqlite-utils (`db["plays"].insert(...)`, `.get()`, `.count`, ...).
 
-Connections come from a psycopg_pool pool per (URL, statement timeout) and
+Connections come from a psycopg_pool pool per (URL, lock and statement timeouts) and
 process; each PostgresDatabase holds one for its lifetime and gives it back on
 close(). Connections are checked when taken, so after a server restart the
 pool hands out fresh ones by itself.
@@ -23,7 +23,7 @@ from app.storage.tables import primary_key
 CONNECT_TIMEOUT_S = 1  # libpq's connect_timeout (whole seconds)
 POOL_MAX_SIZE = 8  # per process and URL: gunicorn sync workers use one each
 
-_pools: dict[tuple[str, int], ConnectionPool] = {}
+_pools: dict[tuple[str, int, int], ConnectionPool] = {}
 _pools_lock = threading.Lock()
 
 
@@ -31,17 +31,17 @@ class NotFoundError(sqlite_utils.db.NotFoundError):
     """No row with that primary key: the error sqlite-utils raises, so callers catch one."""
 
 
-def _pool(url: str, statement_timeout_ms: int) -> ConnectionPool:
-    key = (url, statement_timeout_ms)
+def _pool(url: str, lock_timeout_ms: int, statement_timeout_ms: int) -> ConnectionPool:
+    """The pool for these settings (0: no limit)."""
+    key = (url, lock_timeout_ms, statement_timeout_ms)
     with _pools_lock:
         pool = _pools.get(key)
         if pool is None:
             pool = ConnectionPool(
                 url, min_size=0, max_size=POOL_MAX_SIZE, open=True, check=ConnectionPool.check_connection,
                 kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S,
-                        "options": f"-c statement_timeout={statement_timeout_ms} "
-                                   f"-c lock_timeout={statement_timeout_ms}"},
-                name=f"holdguard-{statement_timeout_ms}ms")
+                        "options": f"-c statement_timeout={statement_timeout_ms} -c lock_timeout={lock_timeout_ms}"},
+                name=f"holdguard-{lock_timeout_ms}-{statement_timeout_ms}")
             _pools[key] = pool
         return pool
 
@@ -63,9 +63,9 @@ def to_psycopg(sql: str) -> str:
 class PostgresDatabase:
     dialect = "postgresql"
 
-    def __init__(self, url: str, *, timeout_s: float, statement_timeout_ms: int):
+    def __init__(self, url: str, *, timeout_s: float, lock_timeout_ms: int, statement_timeout_ms: int):
         self.url = url
-        self.pool = _pool(url, statement_timeout_ms)
+        self.pool = _pool(url, lock_timeout_ms, statement_timeout_ms)
         try:
             self.conn = self.pool.getconn(timeout=timeout_s)
         except PoolTimeout as error:

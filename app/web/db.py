@@ -7,12 +7,13 @@ from app.storage.connect import DATABASE_ERRORS, DatabaseMissing, describe, open
 from app.storage.schema import migrate
 
 log = logging.getLogger(__name__)
+REQUEST_STATEMENT_TIMEOUT_S = 30.0  # an API or page request never runs a statement longer (PostgreSQL)
 
 
 def get_db():
     """The request's database (API and pages; the webhooks keep their own, see app.storage.playlog)."""
     if "db" not in g:
-        g.db = open_existing(current_app.config["HOLDGUARD_DB"])
+        g.db = open_existing(current_app.config["HOLDGUARD_DB"], statement_timeout_s=REQUEST_STATEMENT_TIMEOUT_S)
     return g.db
 
 
