@@ -58,3 +58,24 @@ def test_demo_runs_again_as_one_more_call_without_the_audit(demo):
     assert "== 3." not in again.stdout
     with sqlite3.connect(folder / "holdguard.db") as db:
         assert db.execute("select count(*) from calls where simulated = 1").fetchone() == (2,)
+
+
+def test_readme_json_example_is_what_the_demo_audit_found(demo):
+    """README's `--format json` example carries the figures of a real audit of hold-10min.wav."""
+    import json
+    import re
+
+    from app.storage import audits as store
+    from app.storage.connect import connect
+
+    folder, _ = demo
+    example = (ROOT / "README.md").read_text().split('{"recording": "sample_audio/hold-10min.wav"', 1)[1]
+    example = example.split("```", 1)[0]
+    db = connect(folder / "holdguard.db")
+    (audit_id,) = [row["id"] for row in db.query("select id from audits")]
+    report = store.load(db, audit_id).to_json()
+    db.conn.close()
+    assert json.loads(re.search(r'"summary": (\{.*?\})', example).group(1)) == report["summary"]
+    assert f'"duration_s": {report["duration_s"]}' in example
+    promo, = [m for m in report["messages"] if m["category"] == "promo"]
+    assert f'"play_times_s": {json.dumps(promo["play_times_s"])}' in example
