@@ -21,6 +21,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from app.core.audit import AuditResult
+from audits.classify import mentions
+from audits.messages import normalise
 from audits.rules import clock
 from audits.timeline import STYLESHEET, timeline_svg
 
@@ -116,9 +118,6 @@ def text_shown(message) -> str:
 def product_shown(text: str, product: str) -> str:
     """A product, with what this transcript heard instead when it does not name it ("heard 'Galaxy S
     fan' → Galaxy S7"): the product came from another hearing or the hold flow's catalog."""
-    from audits.classify import mentions
-    from audits.messages import normalise
-
     if mentions(text, product):
         return product
     first, n_words = normalise(product).split()[0], len(product.split())
