@@ -31,7 +31,7 @@ from audits.classify import CatalogMessage
 if TYPE_CHECKING:  # the numeric stack loads in workers after their thread limits are set
     from app.core.audit import AuditResult, Context
 
-# What _start_worker loaded, once per worker process.
+# What start_worker loaded, once per worker process.
 _worker_transcriber = None
 _worker_catalog: list = []
 _worker_error: str | None = None
@@ -100,15 +100,17 @@ def one_line_error(path: Path, error: Exception) -> str:
 
 def audit_batch(files: list[Path], db, *, engine: str, model: str, context_file: Path | None = None,
                 jobs: int = 1, progress: Progress | None = None,
-                transcriber=None) -> tuple[list, list[tuple[str, str]]]:
+                transcriber=None, runner=None) -> tuple[list, list[tuple[str, str]]]:
     """Audit and store each file. Returns (results in the order of `files`, [(path, error)] failures).
 
     `transcriber` is used for jobs == 1 (loaded here with `engine`/`model` when not given);
     workers load their own. Contexts (--context file, sidecars, the webhook database) are resolved
-    first, here; a bad one fails that file only.
+    first, here; a bad one fails that file only. `runner(tasks, engine=, model=, catalog=, progress=)`,
+    when given, audits the tasks elsewhere and yields their Outcomes (audits.ray_batch.RayRunner):
+    every result is still stored here.
     """
     # Here, not at the top: sqlite_utils loads numpy, and workers import this module before
-    # _start_worker limits their threads.
+    # start_worker limits their threads.
     from app.storage import audits as store
     from audits import context as caller_context
 
@@ -124,6 +126,8 @@ def audit_batch(files: list[Path], db, *, engine: str, model: str, context_file:
         tasks.append(Task(index, Path(path), resolved.context, resolved.call_sid))
     if not tasks:
         outcomes = iter(())
+    elif runner is not None:
+        outcomes = runner(tasks, engine=engine, model=model, catalog=catalog, progress=progress)
     elif jobs <= 1 or len(tasks) == 1:
         transcriber = transcriber or LoadingEngine(engine, model)
         outcomes = (_audit_task(task, transcriber, catalog, progress) for task in tasks)
@@ -141,6 +145,7 @@ def audit_batch(files: list[Path], db, *, engine: str, model: str, context_file:
             results[outcome.index] = outcome.result
         else:
             failures[outcome.index] = _report_failure(progress, outcome.path, outcome.error)
+        progress.set_postfix_str(f"{len(results)} done, {len(failures)} failed")
         progress.update(1)
     return [results[i] for i in sorted(results)], [failures[i] for i in sorted(failures)]
 
@@ -201,8 +206,7 @@ def _in_workers(tasks: list[Task], jobs: int, engine: str, model: str, catalog: 
     from audits.transcribe import prepare_model
 
     prepare_model(engine, model)  # convert the checkpoint once, here, not in every worker
-    plain_catalog = [(entry.text, tuple(entry.products)) for entry in catalog]
-    initargs = (engine, model, threads_per_worker(jobs), plain_catalog)
+    initargs = worker_args(engine, model, threads_per_worker(jobs), catalog)
     lost = yield from _run_pool(tasks, jobs, initargs)
     if lost:
         progress.write(f"an audit worker process died: auditing {len(lost)} recording(s) again, one worker each",
@@ -220,8 +224,8 @@ def _run_pool(tasks: list[Task], jobs: int, initargs: tuple):
 
     lost = []
     with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_start_worker, initargs=initargs) as pool:
-        futures = {pool.submit(_audit_in_worker, task): task for task in tasks}
+                             initializer=start_worker, initargs=initargs) as pool:
+        futures = {pool.submit(audit_in_worker, task): task for task in tasks}
         for future in as_completed(futures):
             try:
                 yield future.result()
@@ -230,7 +234,12 @@ def _run_pool(tasks: list[Task], jobs: int, initargs: tuple):
     return sorted(lost, key=lambda task: task.index)
 
 
-def _start_worker(engine: str, model: str, threads: int, plain_catalog: list) -> None:
+def worker_args(engine: str, model: str, threads: int, catalog: list) -> tuple:
+    """start_worker's arguments, plain data (the catalog as tuples) to send to another process."""
+    return engine, model, threads, [(entry.text, tuple(entry.products)) for entry in catalog]
+
+
+def start_worker(engine: str, model: str, threads: int, plain_catalog: list) -> None:
     """Worker initializer: thread limits before any numeric library loads, then the model, once.
     A model that fails to load is reported for each recording (an initializer that raises would
     only say that the pool broke)."""
@@ -246,7 +255,8 @@ def _start_worker(engine: str, model: str, threads: int, plain_catalog: list) ->
         _worker_error = " ".join(str(error).split()) or type(error).__name__
 
 
-def _audit_in_worker(task: Task) -> Outcome:
+def audit_in_worker(task: Task) -> Outcome:
+    """Audit one recording with what start_worker loaded in this process; never raises."""
     if _worker_error is not None:
         return Outcome(task.index, task.path, error=f"{task.path}: the speech engine did not load: {_worker_error}")
     return _audit_task(task, _worker_transcriber, _worker_catalog)

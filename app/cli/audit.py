@@ -2,6 +2,7 @@
 
     holdguard audit hold.wav                         # Markdown on a terminal, JSON into a pipe
     holdguard audit calls/ --out reports/            # one report per recording + index
+    holdguard audit calls/ --ray                     # the batch on Ray (a local one, or --ray HOST:PORT)
     holdguard audit hold.wav --format html --out report.html
     holdguard audit search "upgrade"                 # full-text search over stored transcripts
 
@@ -12,7 +13,9 @@ Whisper and the audio stack are imported only when a recording is audited.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -30,6 +33,7 @@ DEFAULT_MODEL = "tiny.en"
 REPORT_EXTENSIONS = {".json": "json", ".md": "md", ".html": "html", ".htm": "html"}
 INDEX_STEM = "index"
 _RUN_PATHS = "\0audit-paths"  # the hidden name the group gives its default command; no argv can spell it
+_RAY_DEFAULT = "\0ray-default"  # --ray given without an address; no argv can spell it either
 
 
 class _BareContext(click.Context):
@@ -136,7 +140,7 @@ def _write_atomically(path: Path, text: str) -> Path:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("paths", nargs=-1, required=True, metavar="PATH...", type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, metavar="PATH...", type=click.Path(path_type=Path))  # required: see _ray_option
 @click.option("--context", "context_file", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
               help="Caller context JSON for every recording (default: <stem>.context.json beside each).")
 @click.option("--format", "fmt", type=click.Choice(["json", "md", "html"]),
@@ -151,9 +155,14 @@ def _write_atomically(path: Path, text: str) -> Path:
               help="Whisper model name or a local checkpoint/model folder.")
 @click.option("--jobs", "-j", type=click.IntRange(1), metavar="N",
               help="Recordings audited at once, each in its own process with its own model "
-                   "[default: one per core, at most one per recording; 1 = all in this process].")
+                   "[default: one per core, at most one per recording; 1 = all in this process]. "
+                   "With --ray: the number of Ray workers [default: one per CPU of the cluster].")
+@click.option("--ray", "ray_address", is_flag=False, flag_value=_RAY_DEFAULT, metavar="[ADDRESS]",
+              help="Run the batch on Ray: a local Ray started for this run, or the cluster at ADDRESS "
+                   "(host:port, ray://host:port, auto; default $RAY_ADDRESS when set). Every node needs "
+                   "holdguard installed; recordings are sent to the workers, results stored here.")
 @db_option
-def audit_paths(paths, context_file, fmt, out, engine, model, jobs, db_path):
+def audit_paths(paths, context_file, fmt, out, engine, model, jobs, ray_address, db_path):
     """Audit hold recordings: what was played, how often, and what went wrong.
 
     PATH is an audio file (wav incl. 8 kHz mu-law, mp3, flac, ogg) or a folder of
@@ -165,10 +174,14 @@ def audit_paths(paths, context_file, fmt, out, engine, model, jobs, db_path):
     Examples:
       holdguard audit sample_audio/hold-10min.wav --format html --out report.html
       holdguard audit calls/ --out reports/
+      holdguard audit calls/ --out reports/ --ray head.internal:6379
       holdguard audit hold.wav --context caller.json --format json
     """
     from tqdm import tqdm
 
+    paths, ray_address = _ray_option(list(paths), ray_address)
+    if not paths:
+        raise click.UsageError("Missing argument 'PATH...'.")
     fmt = decide_format(fmt, Path(out) if out else None, sys.stdout.isatty())
     if context_file is not None:
         _check_context_file(context_file)
@@ -182,10 +195,12 @@ def audit_paths(paths, context_file, fmt, out, engine, model, jobs, db_path):
         from audits.batch import audit_batch, default_jobs
 
         _check_engine(engine, model)
-        with tqdm(total=len(files), unit="file", file=sys.stderr, disable=not sys.stderr.isatty(),
-                  desc="audit") as progress:
+        with _runner(ray_address, jobs) as runner, \
+                tqdm(total=len(files), unit="file", file=sys.stderr, disable=not sys.stderr.isatty(),
+                     desc="audit") as progress:
             results, failed = audit_batch(files, db, engine=engine, model=model, context_file=context_file,
-                                          jobs=min(jobs or default_jobs(len(files)), len(files)), progress=progress)
+                                          jobs=min(jobs or default_jobs(len(files)), len(files)), progress=progress,
+                                          runner=runner)
         failures += failed
     batch = len(files) + len(missing) > 1
     for path in write_reports(results, failures, fmt, out, batch):
@@ -193,6 +208,43 @@ def audit_paths(paths, context_file, fmt, out, engine, model, jobs, db_path):
     if failures:
         click.echo(f"{len(failures)} of {len(files) + len(missing)} recordings could not be audited", err=True)
         raise SystemExit(1)
+
+
+def looks_like_ray_address(value: str) -> bool:
+    """auto, local, host:port or ray://host:port, and not a file or folder that exists."""
+    return (value in ("auto", "local") or re.fullmatch(r"(ray://)?[\w.\-\[\]:]+:\d+", value) is not None) \
+        and not Path(value).exists()
+
+
+def _ray_option(paths: list[Path], ray_address: str | None) -> tuple[list[Path], str | None]:
+    """(paths, Ray address or None): `--ray hold.wav` gave --ray no address but the first recording,
+    and a bare --ray means $RAY_ADDRESS when set, else a local Ray."""
+    if ray_address is None:
+        return paths, None
+    if ray_address != _RAY_DEFAULT and not looks_like_ray_address(ray_address):
+        paths, ray_address = [Path(ray_address), *paths], _RAY_DEFAULT
+    if ray_address == _RAY_DEFAULT:
+        ray_address = os.environ.get("RAY_ADDRESS") or "local"
+    return paths, ray_address
+
+
+@contextlib.contextmanager
+def _runner(ray_address: str | None, jobs: int | None):
+    """None without --ray (audit_batch's own processes); with it, Ray for this batch, stopped after."""
+    if ray_address is None:
+        yield None
+        return
+    from audits.ray_batch import RayRunner, RayUnavailable
+
+    runner = RayRunner(ray_address, jobs)
+    try:
+        runner.start()
+    except RayUnavailable as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        yield runner
+    finally:
+        runner.stop()
 
 
 def _check_context_file(context_file: Path) -> None:

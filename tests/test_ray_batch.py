@@ -1,0 +1,142 @@
+"""`holdguard audit --ray`: the batch on a local Ray (2 CPUs, no dashboard), stored and reported as without Ray.
+
+Real generated holds, the real faster-whisper engine in real Ray worker actors, a real SQLite database.
+Each run starts its own local Ray and stops it; the fixture below stops any Ray still up, even after a failure.
+"""
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from app.storage import audits as store
+from app.storage.connect import connect
+from app.storage.tables import AUDIT_CHILD_TABLES
+from tests.audio_fixtures import make_hold
+from tests.test_batch import OWNER, audit, database_with_the_demo_flow
+
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_ray_left_running():
+    yield
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory):
+    """Four short holds (one with a caller context beside it) and a file that is not audio."""
+    folder = tmp_path_factory.mktemp("ray-batch")
+    holds = [make_hold(folder, ["music 3", "say galaxy-upgrade", "music 3", "say galaxy-upgrade", "music 2"],
+                       name="promo", context=OWNER, seed=41),
+             make_hold(folder, ["music 2", "say thanks-patience", "music 3"], name="thanks", seed=42),
+             make_hold(folder, ["music 2", "say tip-online-billing", "silence 3", "music 2"], name="tip", seed=43),
+             make_hold(folder, ["music 2", "say wait-announcement", "music 2", "say thanks-patience"],
+                       name="wait", seed=44)]
+    not_audio = folder / "notes.wav"
+    not_audio.write_text("minutes of the hold-music meeting, not audio\n")
+    return [holds[0].path, not_audio, *(hold.path for hold in holds[1:])]
+
+
+def stored_rows(db_path: Path) -> dict[str, list]:
+    """Every audit row, each child row under its recording's name; ids and audit times left out (they differ
+    with the order results arrive in)."""
+    db = connect(db_path)
+    recording = {row["id"]: row["recording"] for row in db.query("select id, recording from audits")}
+    rows = {"audits": sorted(json.dumps({k: v for k, v in row.items() if k not in ("id", "audited_at")},
+                                        sort_keys=True) for row in db.query("select * from audits"))}
+    for table in AUDIT_CHILD_TABLES:
+        rows[table] = sorted(json.dumps({**{k: v for k, v in row.items() if k not in ("id", "audit_id")},
+                                         "recording": recording[row["audit_id"]]}, sort_keys=True)
+                             for row in db.query(f'select * from "{table}"'))
+    db.conn.close()
+    return rows
+
+
+def errors(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+
+
+def test_ray_gives_the_same_reports_and_rows_as_one_process(recordings, tmp_path):
+    without_ray = database_with_the_demo_flow(tmp_path / "local.db")
+    on_ray = database_with_the_demo_flow(tmp_path / "ray.db")
+    local = audit(without_ray, recordings, "--jobs", "1")
+    distributed = audit(on_ray, recordings, "--jobs", "2", "--ray")
+    assert not ray.is_initialized()  # the local Ray was stopped after the run
+    assert local.exit_code == distributed.exit_code == 1, distributed.stderr
+    reports = json.loads(distributed.stdout)
+    assert [r["recording"] for r in reports] == [str(path) for path in recordings if path.name != "notes.wav"]
+    assert reports == json.loads(local.stdout)
+    # the file that is not audio is named as given, not as the worker's private copy
+    assert errors(distributed) == errors(local) and errors(local)[0].startswith(f"Error: {recordings[1]}: ")
+    assert stored_rows(on_ray) == stored_rows(without_ray)
+    assert [(m["category"], m["plays"]) for m in reports[0]["messages"]] == [("promo", 2)]
+
+
+def ray_workers_auditing() -> list[int]:
+    """Process ids of Ray worker actors running AuditWorker.audit (Ray names the process after its task)."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if cmdline.read_bytes().startswith(b"ray::AuditWorker.audit"):
+                pids.append(int(cmdline.parent.name))
+        except OSError:
+            continue  # the process ended while we looked
+    return pids
+
+
+def test_a_killed_worker_costs_no_recording_and_none_is_stored_twice(recordings, tmp_path, monkeypatch):
+    saved = []
+    save = store.save
+    monkeypatch.setattr(store, "save", lambda db, result, **kw: saved.append(result.recording) or save(db, result, **kw))
+    killed = []
+
+    def kill_the_first_worker_auditing():
+        deadline = time.monotonic() + 120
+        while not killed and time.monotonic() < deadline:
+            for pid in ray_workers_auditing():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_the_first_worker_auditing)
+    killer.start()
+    result = audit(tmp_path / "crash.db", recordings, "--jobs", "2", "--ray")
+    killer.join()
+    assert killed, "no Ray worker was seen auditing"
+    assert not ray.is_initialized()
+    assert "its Ray worker died: auditing it again" in result.stderr, result.stderr
+    audited = [str(path) for path in recordings if path.name != "notes.wav"]
+    assert [r["recording"] for r in json.loads(result.stdout)] == audited  # none lost
+    assert sorted(saved) == sorted(audited)  # none stored twice
+    db = connect(tmp_path / "crash.db")
+    assert sorted(row["recording"] for row in db.query("select recording from audits")) == sorted(audited)
+    assert len(errors(result)) == 1 and errors(result)[0].startswith(f"Error: {recordings[1]}: not an audio file")
+    assert result.exit_code == 1
+
+
+@pytest.mark.parametrize("value, is_address", [("auto", True), ("local", True), ("10.0.0.5:6379", True),
+                                               ("ray://head.internal:10001", True), ("hold.wav", False),
+                                               ("calls/", False)])
+def test_an_address_or_the_first_recording(value, is_address):
+    from app.cli.audit import looks_like_ray_address
+
+    assert looks_like_ray_address(value) is is_address
+
+
+def test_a_bare_ray_means_ray_address_or_a_local_ray(monkeypatch):
+    from app.cli.audit import _RAY_DEFAULT, _ray_option
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert _ray_option([Path("b.wav")], "hold.wav") == ([Path("hold.wav"), Path("b.wav")], "local")
+    assert _ray_option([Path("b.wav")], "head:6379") == ([Path("b.wav")], "head:6379")
+    monkeypatch.setenv("RAY_ADDRESS", "head:6379")
+    assert _ray_option([Path("b.wav")], _RAY_DEFAULT) == ([Path("b.wav")], "head:6379")
+    assert _ray_option([Path("b.wav")], None) == ([Path("b.wav")], None)
