@@ -19,7 +19,8 @@ from app.core.audit import AuditResult
 
 # holdguard's one stylesheet, which the pages serve and the HTML report inlines: the picture takes its
 # colours from its custom properties, so the SVG, the pages' badges and the report's never disagree.
-STYLESHEET_PATH = Path(__file__).resolve().parents[1] / "app" / "static" / "holdguard.css"
+# The shared look of reports and pages: the audit layer owns it, the web serves it (/assets/holdguard.css).
+STYLESHEET_PATH = Path(__file__).resolve().parent / "static" / "holdguard.css"
 STYLESHEET = STYLESHEET_PATH.read_text(encoding="utf-8")
 
 

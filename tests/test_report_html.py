@@ -50,12 +50,12 @@ def stylesheet_in(html: str) -> str:
 
 
 def test_the_report_inlines_the_stylesheet_the_pages_serve(client):
-    served = client.get("/static/holdguard.css")
+    served = client.get("/assets/holdguard.css")
     assert served.status_code == 200 and served.mimetype == "text/css"
     report = render([built_result()], "html")
     assert stylesheet_in(report).startswith(served.text)
     links = re.findall(r'<link rel="stylesheet" href="([^"]+)">', client.get("/").text)
-    assert links == ["/static/holdguard.css", "/static/pages.css"]  # the shared look first, then the pages' own
+    assert links == ["/assets/holdguard.css", "/static/pages.css"]  # the shared look first, then the pages' own
     assert "<link" not in report  # the report is one file
 
 

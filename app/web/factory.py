@@ -1,7 +1,7 @@
 """The application factory: config, the database's teardown, the blueprints."""
 import logging
 
-from flask import Flask
+from flask import Blueprint, Flask
 
 from app.core.config import load_config
 from app.web import agent, api, db, live, pages, twilio_hold
@@ -19,6 +19,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.update(load_config(test_config))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     db.init_app(app)
+    # The stylesheet the standalone audit reports inline, shared with the pages (audits/static).
+    app.register_blueprint(Blueprint("audit_assets", "audits", static_folder="static", static_url_path="/assets"))
     app.register_blueprint(twilio_hold.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
