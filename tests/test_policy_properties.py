@@ -25,8 +25,9 @@ PRODUCT_NAMES = ("Galaxy S7", "galaxy s-7", "Galaxy S seven", "GalaxyS7", "S7", 
 # (an unknown severity must count as the highest: fail closed).
 SEVERITY_TEXTS = (*SEVERITIES, "HIGH", " Medium ", "Critical", "urgent", "", "p1")
 
-settings.register_profile("holdguard", derandomize=True, database=None, deadline=None, max_examples=300)
-settings.load_profile("holdguard")
+# Reproducible (the same examples every run) and for this module only: a loaded profile would
+# change every other hypothesis test in the session.
+PROPERTIES = settings(derandomize=True, database=None, deadline=None, max_examples=300)
 
 products = st.sampled_from(PRODUCT_NAMES)
 durations_s = st.floats(min_value=1.0, max_value=120.0, allow_nan=False)
@@ -130,6 +131,7 @@ def check_safe(decision: Decision, caller, queue, names) -> None:
         assert segment.applies_to(QUEUE_NAME) and segment.is_active(NOW)
 
 
+@PROPERTIES
 @given(caller=callers(), call=calls_so_far(), history=st.lists(plays(), max_size=8), queue=queues(),
        catalog=catalogs(), data=queue_data, names=product_names(), at_promo_step=st.sampled_from((True, True, False)))
 def test_no_promo_to_a_caller_it_must_not_reach_from_any_state(caller, call, history, queue, catalog, data, names,
@@ -146,7 +148,7 @@ def test_no_promo_to_a_caller_it_must_not_reach_from_any_state(caller, call, his
         assert decision.segment.id not in {p.segment_id for p in call.plays}
 
 
-@settings(max_examples=150)
+@settings(PROPERTIES, max_examples=150)
 @given(caller=callers(), history=st.lists(plays(), max_size=8), queue=queues(), catalog=catalogs(),
        names=product_names(), answers=st.integers(1, 80), avg_wait_s=st.none() | st.floats(0, 3600, allow_nan=False),
        positions=st.lists(st.integers(1, 30), min_size=1, max_size=80), start_s=st.floats(0, 600, allow_nan=False))
