@@ -1,23 +1,8 @@
 """The ordered migrations that create a database or bring an older one up to date, on SQLite and
 PostgreSQL; `holdguard db init` applies them and schema_migrations records them.
 
-The tables (app/storage/tables.py), written to be read by a person in Datasette:
-
-customers         one row per CRM customer, keyed by customer_id; phone in E.164
-issues            open and closed issues; closed_at IS NULL means open
-queues            hold-flow settings per Twilio queue name (from `flows load`); agent_whisper = 1:
-                  /twilio/agent-whisper speaks the caller's hold to the agent
-segments          what may be played: music, promo, reassurance, notice, tip
-product_aliases   other names of a catalog product (`[product."Galaxy S7"] aliases = [...]`)
-calls             one row per CallSid: who, which queue, how the wait ended; simulated = 1
-                  for a call `holdguard simulate` (or the /flows form) made, not a caller
-plays             the decision log: every answer to /twilio/wait, what it played, why
-                  (`cause`, one of app.core.policy.CAUSES, beside the readable `reason`);
-                  one row per (call_sid, queue_time): a retried request gets the same answer
-play_skips        each promo an answer passed over, with its cause
-recordings        Twilio recordings fetched for audit
-audits, audit_*   audit results; audit_messages_fts indexes the transcripts
-schema_migrations the migrations applied to this database, in order
+The tables themselves, and what each holds, are in app/storage/tables.py. Each migration runs once
+per database, in order, inside one transaction with the others of that run.
 
 Times are stored in one form (app.core.times): "2026-11-20T09:12:00Z".
 """
