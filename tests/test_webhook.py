@@ -355,3 +355,22 @@ def test_after_a_lock_the_next_answers_are_music_without_waiting_on_the_database
     time.sleep(0.6)
     twilio_post(WAIT, wait_params(180))  # the breaker has closed: a normal, logged answer
     assert opened and connect(db_path)["plays"].count == 1
+
+
+@pytest.mark.sqlite_only  # a file deleted and made again under a running webhook
+def test_a_deleted_then_recreated_database_file_is_reopened_not_served_from_the_old_handle(demo, twilio_post,
+                                                                                           db_path):
+    import os
+
+    from app.storage.schema import open_database
+
+    twilio_post(WAIT, wait_params(0))  # the worker's connection is open on the first file
+    for suffix in ("", "-wal", "-shm"):
+        os.remove(f"{db_path}{suffix}")
+    answer = twiml(twilio_post(WAIT, wait_params(45)))
+    assert answer.find("Play") is not None and answer.find("Say") is None  # music: failing closed
+
+    open_database(db_path).close()  # e.g. `holdguard db init` and a flow load after a restore
+    load_demo_flow(db_path)
+    twilio_post(WAIT, wait_params(90))
+    assert connect(db_path)["plays"].count == 1  # logged in the new file

@@ -135,8 +135,8 @@ def _sqlite_transaction(db):
 def is_unavailable(error: Exception) -> bool:
     """The database did not answer in time: a lock held too long, a statement cut off, no free
     connection, a server down or unreachable."""
-    if isinstance(error, sqlite3.OperationalError):
-        return "locked" in str(error) or "busy" in str(error)
+    if isinstance(error, sqlite3.OperationalError):  # locked, or its disk full: waiting would not help
+        return any(word in str(error) for word in ("locked", "busy", "disk is full"))
     return isinstance(error, (psycopg.OperationalError, psycopg.errors.LockNotAvailable,
                               psycopg.errors.QueryCanceled))
 

@@ -14,7 +14,7 @@ simulated call's history keeps them, so consecutive simulations are consecutive
 calls on top of the caller's real history.
 """
 import contextlib
-import sqlite3
+import os
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,7 +26,7 @@ from app.core.policy import Caller, CallSoFar, Decision, Play, QueueSettings, Se
 from app.core.products import ProductNames
 from app.core.times import format_utc, parse_utc
 from app.storage import catalog, crm
-from app.storage.connect import DATABASE_ERRORS, connect, transaction
+from app.storage.connect import DATABASE_ERRORS, connect, is_postgres, sqlite_path, transaction
 from app.storage.schema import migrate, pending
 
 # Twilio waits ~15 s for a webhook; a locked database must turn into fallback music long before.
@@ -51,8 +51,9 @@ def webhook_db(url) -> sqlite_utils.Database:
     that fails (another process holds the lock) this request fails (music) and
     the next one tries again.
     """
+    identity = (str(url), _file_identity(url))
     cached = getattr(_per_thread, "db", None)
-    if cached is not None and cached[0] == str(url):
+    if cached is not None and cached[0] == identity:
         return cached[1]
     discard_webhook_db()
     db = connect(url, create=False, busy_timeout_s=WEBHOOK_BUSY_TIMEOUT_S, statement_timeout_s=WEBHOOK_BUSY_TIMEOUT_S)
@@ -62,8 +63,20 @@ def webhook_db(url) -> sqlite_utils.Database:
     except BaseException:
         db.close()
         raise
-    _per_thread.db = (str(url), db, {})
+    _per_thread.db = (identity, db, {})
     return db
+
+
+def _file_identity(url) -> tuple[int, int] | None:
+    """Which file a SQLite path names now: a replaced or deleted database is reopened, not served
+    from the old file's open handle. None for PostgreSQL (and for a missing file)."""
+    if is_postgres(url):
+        return None
+    try:
+        stat = os.stat(sqlite_path(url))
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def catalog_cache() -> dict:
