@@ -303,8 +303,10 @@ def format_timeline(result: dict) -> str:
     """The timeline as a table a person reads, with a summary line."""
     summary = result["summary"]
     who = f"customer {summary['customer_id']}" if summary["customer_id"] else "unknown caller"
+    later = parse_utc(summary["started_at"]) > datetime.now(timezone.utc)
     lines = [f"call {result['call_sid']} from {result['caller']} ({who}), queue {summary['queue']}, "
-             f"starting {summary['started_at']}",
+             f"starting {summary['started_at']}"
+             + (" (simulated time: after this caller's previous call ended)" if later else ""),
              f"{'at':>6}  {'segment':<22} {'kind':<12} {'duration':>8}  reason"]
     for play in result["timeline"]:
         lines.append(f"{_clock_text(play['at_s']):>6}  {play['segment_id']:<22} {play['kind']:<12} "
