@@ -176,11 +176,28 @@ def classify_messages(messages: list[Message], known_products=(), texts_heard: d
         sold = catalog_products(heard, catalog)
         if sold and category != "promo":  # the flow plays it as a promo, whatever words were misheard
             category, cue = "promo", "promo: a play of the hold flow's promo for " + ", ".join(sold)
+        elif category == "other":
+            category, cue = _names_a_product_on_sale(message.text, heard, catalog) or (category, cue)
         products = []
         if category == "promo":
             products = extract_products(message.text, known_products, heard, found=sold)
         classified.append(replace(message, category=category, cue=cue, products=products))
     return classified
+
+
+def _names_a_product_on_sale(text: str, heard: list[str], catalog) -> tuple[Category, str] | None:
+    """("promo", cue) when a transcript names a product the hold flow sells and the text has a selling
+    word however weak ("plan", "a month"): the product stands for the strong cue misheard ("For only the
+    high and high demand, the home protection plan ..." was tiny.en's "For only nine ninety-nine a month")."""
+    on_sale = list(dict.fromkeys(p for entry in catalog for p in entry.products))
+    named = [product for product in on_sale if any(mentions(t, product) for t in heard)]
+    normalised = normalise(text)
+    weak = [match.group(0) for pattern, weight in CUES["promo"] for match in [re.search(pattern, normalised)]
+            if match]
+    if not named or not weak:
+        return None
+    return "promo", f"promo: names {', '.join(named)}, which the hold flow sells; cue: " + \
+        ", ".join(f"'{phrase}'" for phrase in weak[:3])
 
 
 def catalog_products(heard: list[str], catalog) -> list[str]:

@@ -76,3 +76,17 @@ def test_a_play_of_a_catalog_promo_is_a_promo_of_its_product_whatever_its_cues()
     (message,) = classify_messages([heard], catalog=catalog)
     assert message.category == "promo" and message.products == ["Home Protection Plan"]
     assert "hold flow's promo for Home Protection Plan" in message.cue
+
+
+def test_a_misheard_promo_naming_a_product_on_sale_is_a_promo_and_a_courtesy_naming_one_is_not():
+    catalog = [CatalogMessage("For only nine ninety-nine a month, the Home Protection Plan covers repairs to every "
+                              "device in your home.", ("Home Protection Plan",))]
+    # tiny.en's hearing of that promo: too far from the catalog text to match it, no strong cue left
+    misheard = Message(id="m1", text="For only the high and high demand, the home protection plan can repair and do "
+                                     "not read in mind in your home.", play_times_s=[0.0], play_ends_s=[8.0])
+    courtesy = Message(id="m2", text="Thank you for your patience, Home Protection Plan members.",
+                       play_times_s=[20.0], play_ends_s=[24.0])
+    promo, thanks = classify_messages([misheard, courtesy], known_products=["Home Protection Plan"], catalog=catalog)
+    assert promo.category == "promo" and promo.products == ["Home Protection Plan"]
+    assert promo.cue.startswith("promo: names Home Protection Plan, which the hold flow sells")
+    assert thanks.category == "reassurance"
