@@ -138,31 +138,31 @@ class PostgresTable:
     def count(self) -> int:
         return self.db.execute(f'SELECT count(*) FROM "{self.name}"').fetchone()[0]
 
-    def _insert_sql(self, columns, on_conflict: str = "") -> str:
+    def _insert_sql(self, columns, on_conflict: str = "", returning: bool = False) -> str:
         names = ", ".join(f'"{column}"' for column in columns)
-        returning = ' RETURNING "id"' if "id" in self.pks and "id" not in columns else ""
         return (f'INSERT INTO "{self.name}" ({names}) VALUES ({", ".join("?" for _ in columns)})'
-                f"{on_conflict}{returning}")
+                + on_conflict + (' RETURNING "id"' if returning else ""))
 
     def insert(self, row: dict, **_options) -> "PostgresTable":
-        cursor = self.db.execute(self._insert_sql(list(row)), list(row.values()))
-        self.last_pk = cursor.fetchone()[0] if cursor.description else row.get(self.pks[0])
+        """Insert one row; `last_pk` is its key (the id the database gave, for tables keyed by id)."""
+        generated_id = "id" in self.pks and "id" not in row
+        cursor = self.db.execute(self._insert_sql(list(row), returning=generated_id), list(row.values()))
+        self.last_pk = cursor.fetchone()[0] if generated_id else row.get(self.pks[0]) if self.pks else None
         return self
 
     def insert_all(self, rows, **_options) -> "PostgresTable":
-        rows = list(rows)
         by_columns: dict[tuple, list] = {}
         for row in rows:
             by_columns.setdefault(tuple(row), []).append(tuple(row.values()))
         for columns, values in by_columns.items():
-            self.db.executemany(self._insert_sql(columns).split(" RETURNING ")[0], values)
+            self.db.executemany(self._insert_sql(columns), values)
         return self
 
     def upsert(self, row: dict, pk=None, **_options) -> "PostgresTable":
         keys = [pk] if isinstance(pk, str) else list(pk or self.pks)
         updates = ", ".join(f'"{c}" = excluded."{c}"' for c in row if c not in keys)
         conflict = f' ON CONFLICT ({", ".join(keys)}) DO ' + (f"UPDATE SET {updates}" if updates else "NOTHING")
-        self.db.execute(self._insert_sql(list(row), conflict).split(" RETURNING ")[0], list(row.values()))
+        self.db.execute(self._insert_sql(list(row), conflict), list(row.values()))
         self.last_pk = row.get(keys[0])
         return self
 
