@@ -243,3 +243,23 @@ def test_db_copy_from_sqlite_then_simulate_gives_the_same_hold(tmp_path, postgre
     finally:
         close_pools(target)
         postgres_server.drop_database(name)
+
+
+def test_the_api_answers_503_with_retry_after_while_postgres_is_down(own_server):
+    from app import create_app
+
+    server, url = own_server
+    client = create_app({"TESTING": True, "HOLDGUARD_DB": url, "HOLDGUARD_API_TOKEN": API_TOKEN,
+                         "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "PUBLIC_BASE_URL": BASE_URL}).test_client()
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    assert client.get("/api/customers/C-1001", headers=auth).status_code == 200
+    server.stop_server()
+    down = client.post("/api/customers/C-1001/issues", json={"id": "CASE-7", "severity": "high"}, headers=auth)
+    assert down.status_code == 503 and down.headers["Retry-After"] == "1"
+    assert "database unavailable" in down.get_json()["error"]
+    server.start_again()
+    deadline = time.monotonic() + 10
+    while (status := client.post("/api/customers/C-1001/issues", json={"id": "CASE-7", "severity": "high"},
+                                 headers=auth).status_code) == 503 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert status == 201  # recovered without a restart

@@ -20,6 +20,8 @@ field; a body over MAX_CONTENT_LENGTH (app.web.factory) is a 413.
 import hmac
 import sqlite3
 
+import psycopg
+
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -89,8 +91,11 @@ def _no_database(exc: DatabaseMissing):
 
 
 @bp.errorhandler(sqlite3.OperationalError)
-def _database_busy(exc: sqlite3.OperationalError):
-    response = _error(503, f"database unavailable: {exc}; retry shortly")
+@bp.errorhandler(psycopg.OperationalError)
+def _database_busy(exc: Exception):
+    """Busy, locked, down or unreachable: the CRM may retry; nothing was half-written."""
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    response = _error(503, f"database unavailable: {reason}; retry shortly")
     response.headers["Retry-After"] = "1"
     return response
 
