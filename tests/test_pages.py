@@ -570,3 +570,11 @@ def test_suppression_rejects_a_bad_severity_and_escapes_crm_text(client, demo_db
     demo_db.conn.commit()
     page = client.get("/suppression").text
     assert "<script>" not in page and page.count("&lt;script&gt;") == 2
+
+
+def test_a_missing_database_is_a_503_page_not_a_500(app, client, db_path):
+    app.config["HOLDGUARD_DB"] = str(db_path) + "-gone" if not str(db_path).startswith("postgresql") else \
+        str(db_path).rsplit("/", 1)[0] + "/no_such_database"
+    response = client.get("/audits")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert "Database unavailable" in response.text

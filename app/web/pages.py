@@ -18,10 +18,12 @@ import hmac
 import ipaddress
 import logging
 import os
+import sqlite3
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlencode
 
+import psycopg
 from flask import (Blueprint, abort, current_app, make_response, redirect, render_template,
                    request, send_file)
 from markupsafe import Markup
@@ -33,6 +35,7 @@ from app.core.suppression import suppression_csv
 from app.core.times import format_utc, parse_utc
 from app.storage import audits as store, playlog
 from app.storage.catalog import load_catalog
+from app.storage.connect import DatabaseMissing
 from app.storage.crm import customer_names, open_issue_summaries, suppression_rows
 from app.web.db import get_db
 from app.web.simulate import AdhocCaller, SimulateError, simulate_call
@@ -158,6 +161,19 @@ def forbid_framing(response):
 def error_page(error):
     return render_template("pages/error.html", code=error.code, title=error.name,
                            message=error.description), error.code
+
+
+@bp.app_errorhandler(DatabaseMissing)
+@bp.app_errorhandler(sqlite3.OperationalError)
+@bp.app_errorhandler(psycopg.OperationalError)
+def database_unavailable(error):
+    """A page whose database is missing, locked, down or unreachable says so (503), not 500."""
+    reason = " ".join(str(error).split()) or type(error).__name__
+    response = make_response(render_template("pages/error.html", code=503, title="Database unavailable",
+                                             message=f"The database cannot be read right now: {reason}. "
+                                                     "Try again shortly."), 503)
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 # ---- template helpers -------------------------------------------------------------------------
