@@ -21,10 +21,9 @@ from pathlib import Path
 
 import click
 
-from app.cli.options import db_option, writable_db
+from app.cli.options import db_option, existing_db, writable_db
 from app.core.files import write_text_atomically
 from app.storage import audits as store
-from app.storage.connect import DatabaseMissing, open_existing
 
 # audits.transcribe.ENGINES, spelled out so `--help` does not import the speech stack (a test checks they agree)
 ENGINES = ("openai-whisper", "faster-whisper")
@@ -306,10 +305,7 @@ def search_command(query, db_path, limit, as_json):
 
     from audits.rules import clock
 
-    try:
-        db = open_existing(db_path)
-    except DatabaseMissing:
-        raise click.ClickException(f"{db_path}: database file does not exist (audit a recording first)") from None
+    db = existing_db(db_path, "audit a recording first")
     if not store.has_audits(db):
         raise click.ClickException(f"{db_path}: no audits stored yet (run `holdguard audit PATH` first)")
     matches = store.search(db, query, limit)

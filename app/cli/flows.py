@@ -4,12 +4,12 @@ import sys
 
 import click
 
-from app.cli.options import db_option, writable_db
+from app.cli.options import db_option, existing_db, writable_db
 from app.core.flows import Flow, FlowError, read_flow_file
 from app.core.policy import KINDS
 from app.core.times import format_utc
 from app.storage.catalog import load_catalog, save_catalog
-from app.storage.connect import DATABASE_ERRORS, DatabaseMissing, open_existing
+from app.storage.connect import DATABASE_ERRORS
 
 
 def _valid_flow_or_exit(flow_file: str) -> Flow:
@@ -76,10 +76,7 @@ def load_command(flow_file, db_path):
 @db_option
 def show_command(db_path):
     """Print the catalog currently loaded (queues, then segments)."""
-    try:
-        flow = load_catalog(open_existing(db_path))
-    except DatabaseMissing as error:
-        raise click.ClickException(str(error)) from None
+    flow = load_catalog(existing_db(db_path))
     if not flow.queues:
         raise click.ClickException(f"{db_path}: no hold flow loaded (run `holdguard flows load FILE`)")
     for queue in flow.queues.values():

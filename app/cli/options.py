@@ -26,17 +26,19 @@ def check_region(region: str) -> str:
     return region.upper()
 
 
-def existing_db(db_path: str):
+def existing_db(db_path: str, missing_hint: str = "run `holdguard db init`"):
     """An initialised database, or stop with a one-line error saying what to run."""
     try:
         db = open_existing(db_path)
         tables = set(db.table_names())
-    except (DatabaseMissing, UnsupportedDatabase) as exc:
+    except DatabaseMissing:
+        raise click.ClickException(f"{describe(db_path)}: database file does not exist ({missing_hint})") from None
+    except UnsupportedDatabase as exc:
         raise click.ClickException(str(exc)) from None
     except DATABASE_ERRORS as exc:
         raise click.ClickException(unusable(db_path, exc)) from None
     if not {"customers", "issues"} <= tables:
-        raise click.ClickException(f"{describe(db_path)}: no customers table (run `holdguard db init`)")
+        raise click.ClickException(f"{describe(db_path)}: no customers table ({missing_hint})")
     return db
 
 

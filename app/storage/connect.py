@@ -79,17 +79,19 @@ def describe(url) -> str:
 
 
 def connect(url: str | Path, *, create: bool = True, busy_timeout_s: float = BUSY_TIMEOUT_S,
-            statement_timeout_s: float | None = None):
+            statement_timeout_s: float | None = None, pooled: bool = False):
     """Open the database; with create=False a missing SQLite file raises DatabaseMissing.
 
     Statements outside `transaction()` commit on their own. SQLite:
     synchronous=NORMAL is safe in WAL mode (a power cut may lose the last
     commits, never corrupt the file). PostgreSQL: a pooled connection whose lock
     waits end after `busy_timeout_s` and statements after `statement_timeout_s`
-    (None: no limit, for commands that copy or import much).
+    (None: no limit, for commands that copy or import much); `pooled` for a
+    long-running server.
     """
     if is_postgres(url):
-        return PostgresDatabase(str(url), timeout_s=busy_timeout_s, lock_timeout_ms=int(busy_timeout_s * 1000),
+        return PostgresDatabase(str(url), pooled=pooled, timeout_s=busy_timeout_s,
+                                lock_timeout_ms=int(busy_timeout_s * 1000),
                                 statement_timeout_ms=int((statement_timeout_s or 0) * 1000))
     path = sqlite_path(url)
     if not create and not path.exists():
@@ -142,9 +144,10 @@ def is_unavailable(error: Exception) -> bool:
 
 
 def open_existing(url: str | Path, *, busy_timeout_s: float = BUSY_TIMEOUT_S,
-                  statement_timeout_s: float | None = None):
+                  statement_timeout_s: float | None = None, pooled: bool = False):
     """An initialised database for a command that reads or updates it; DatabaseMissing if there is none."""
-    return connect(url, create=False, busy_timeout_s=busy_timeout_s, statement_timeout_s=statement_timeout_s)
+    return connect(url, create=False, busy_timeout_s=busy_timeout_s, statement_timeout_s=statement_timeout_s,
+                   pooled=pooled)
 
 
 class WriterPacing:

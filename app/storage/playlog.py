@@ -56,7 +56,8 @@ def webhook_db(url) -> sqlite_utils.Database:
     if cached is not None and cached[0] == identity:
         return cached[1]
     discard_webhook_db()
-    db = connect(url, create=False, busy_timeout_s=WEBHOOK_BUSY_TIMEOUT_S, statement_timeout_s=WEBHOOK_BUSY_TIMEOUT_S)
+    db = connect(url, create=False, busy_timeout_s=WEBHOOK_BUSY_TIMEOUT_S, statement_timeout_s=WEBHOOK_BUSY_TIMEOUT_S,
+                 pooled=True)
     try:
         if pending(db):
             migrate(db)

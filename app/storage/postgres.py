@@ -31,17 +31,22 @@ class NotFoundError(sqlite_utils.db.NotFoundError):
     """No row with that primary key: the error sqlite-utils raises, so callers catch one."""
 
 
+def _connection_settings(lock_timeout_ms: int, statement_timeout_ms: int) -> dict:
+    """psycopg.connect's keyword arguments: autocommit, a short connect timeout, the limits (0: none)."""
+    return {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S,
+            "options": f"-c statement_timeout={statement_timeout_ms} -c lock_timeout={lock_timeout_ms}"}
+
+
 def _pool(url: str, lock_timeout_ms: int, statement_timeout_ms: int) -> ConnectionPool:
-    """The pool for these settings (0: no limit)."""
+    """The pool for these settings."""
     key = (url, lock_timeout_ms, statement_timeout_ms)
     with _pools_lock:
         pool = _pools.get(key)
         if pool is None:
-            pool = ConnectionPool(
-                url, min_size=0, max_size=POOL_MAX_SIZE, open=True, check=ConnectionPool.check_connection,
-                kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S,
-                        "options": f"-c statement_timeout={statement_timeout_ms} -c lock_timeout={lock_timeout_ms}"},
-                name=f"holdguard-{lock_timeout_ms}-{statement_timeout_ms}")
+            pool = ConnectionPool(url, min_size=0, max_size=POOL_MAX_SIZE, open=True,
+                                  check=ConnectionPool.check_connection,
+                                  kwargs=_connection_settings(lock_timeout_ms, statement_timeout_ms),
+                                  name=f"holdguard-{lock_timeout_ms}-{statement_timeout_ms}")
             _pools[key] = pool
         return pool
 
@@ -63,9 +68,15 @@ def to_psycopg(sql: str) -> str:
 class PostgresDatabase:
     dialect = "postgresql"
 
-    def __init__(self, url: str, *, timeout_s: float, lock_timeout_ms: int, statement_timeout_ms: int):
+    def __init__(self, url: str, *, pooled: bool, timeout_s: float, lock_timeout_ms: int,
+                 statement_timeout_ms: int):
+        """`pooled`: for a long-running server (webhooks, API, pages); a one-shot command connects
+        directly, and a failure then says why (refused, unknown host, wrong password)."""
         self.url = url
-        self.pool = _pool(url, lock_timeout_ms, statement_timeout_ms)
+        self.pool = _pool(url, lock_timeout_ms, statement_timeout_ms) if pooled else None
+        if self.pool is None:
+            self.conn = psycopg.connect(url, **_connection_settings(lock_timeout_ms, statement_timeout_ms))
+            return
         try:
             self.conn = self.pool.getconn(timeout=timeout_s)
         except PoolTimeout as error:
@@ -99,9 +110,12 @@ class PostgresDatabase:
         return PostgresTable(self, table)
 
     def close(self) -> None:
-        """Give the connection back to the pool (a broken one is replaced by the pool)."""
+        """Give the connection back to the pool (a broken one is replaced by the pool), or close it."""
         conn, self.conn = getattr(self, "conn", None), None
-        if conn is None or self.pool.closed:
+        if conn is None:
+            return
+        if self.pool is None or self.pool.closed:
+            conn.close()
             return
         if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             try:

@@ -13,7 +13,8 @@ REQUEST_STATEMENT_TIMEOUT_S = 30.0  # an API or page request never runs a statem
 def get_db():
     """The request's database (API and pages; the webhooks keep their own, see app.storage.playlog)."""
     if "db" not in g:
-        g.db = open_existing(current_app.config["HOLDGUARD_DB"], statement_timeout_s=REQUEST_STATEMENT_TIMEOUT_S)
+        g.db = open_existing(current_app.config["HOLDGUARD_DB"], statement_timeout_s=REQUEST_STATEMENT_TIMEOUT_S,
+                             pooled=True)
     return g.db
 
 
