@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import sys
 import tempfile
 from collections import deque
@@ -30,10 +31,22 @@ from audits.batch import Outcome, Progress, Task, audit_in_worker, cpu_count, on
 
 LOCAL = "local"  # Ray's own name for "start a new local instance"
 MAX_ATTEMPTS = 3  # a recording whose task failed this often in Ray is reported, not tried again
+CONNECT_TIMEOUT_S = 5.0
 
 
 class RayUnavailable(Exception):
     """Ray could not be started or reached (one line, for the CLI to show)."""
+
+
+def _check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail fast on a cluster address that does not answer: ray.init retries one for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not port.isdigit():
+        return  # "auto", or a form Ray checks itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as error:
+        raise RayUnavailable(f"Ray at {address}: cannot connect ({error.strerror or error})") from None
 
 
 class AuditWorker:
@@ -76,7 +89,10 @@ class RayRunner:
 
     def start(self) -> "RayRunner":
         """Start the local Ray or join the cluster; raises RayUnavailable with a one-line reason."""
-        import ray
+        try:
+            import ray
+        except ImportError:
+            raise RayUnavailable("Ray is not installed: pip install -e '.[ray]' (holdguard's ray extra)") from None
 
         if self.address == LOCAL:
             # A local instance needs as many CPUs as actors, or the extra actors wait for ever.
@@ -84,6 +100,7 @@ class RayRunner:
             options = dict(num_cpus=max(cpu_count(), self.jobs or 1), include_dashboard=False)
         else:
             options = {}
+            _check_reachable(self.address)
         # Ray prints what its raylets report ("A worker died...") on stdout, from a thread, while it runs;
         # stdout is the report's (JSON into a pipe), so it goes to stderr until Ray is stopped.
         self._stdout = contextlib.redirect_stdout(sys.stderr)

@@ -29,6 +29,12 @@ def no_ray_left_running():
         ray.shutdown()
 
 
+@pytest.fixture(autouse=True)
+def local_ray_only(monkeypatch):
+    """A bare --ray joins $RAY_ADDRESS when set: these tests start their own local Ray."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+
 @pytest.fixture(scope="module")
 def recordings(tmp_path_factory):
     """Four short holds (one with a caller context beside it) and a file that is not audio."""
@@ -140,3 +146,16 @@ def test_a_bare_ray_means_ray_address_or_a_local_ray(monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "head:6379")
     assert _ray_option([Path("b.wav")], _RAY_DEFAULT) == ([Path("b.wav")], "head:6379")
     assert _ray_option([Path("b.wav")], None) == ([Path("b.wav")], None)
+
+
+def test_a_cluster_that_does_not_answer_is_one_line_at_once(recordings, tmp_path):
+    import socket
+
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    started = time.monotonic()
+    result = audit(tmp_path / "x.db", recordings[:1], "--ray", f"127.0.0.1:{port}")
+    assert result.exit_code == 1 and time.monotonic() - started < 30
+    assert result.stderr.strip().splitlines()[-1].startswith(f"Error: Ray at 127.0.0.1:{port}: cannot connect")
+    assert not ray.is_initialized()
