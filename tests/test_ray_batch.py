@@ -159,3 +159,43 @@ def test_a_cluster_that_does_not_answer_is_one_line_at_once(recordings, tmp_path
     assert result.exit_code == 1 and time.monotonic() - started < 30
     assert result.stderr.strip().splitlines()[-1].startswith(f"Error: Ray at 127.0.0.1:{port}: cannot connect")
     assert not ray.is_initialized()
+
+
+def test_a_runner_audits_elsewhere_and_the_bar_counts_done_and_failed(tmp_path):
+    """audit_batch's runner hook (what --ray plugs in): its Outcomes are stored here, the bar says done / failed."""
+    from app.core.audit import AuditResult
+    from audits.batch import Outcome, audit_batch
+
+    files = [tmp_path / "a.wav", tmp_path / "b.wav", tmp_path / "c.wav"]
+    for path in files:
+        path.write_bytes(b"RIFF")
+
+    def runner(tasks, *, engine, model, catalog, progress):
+        for task in tasks:
+            if task.path.name == "b.wav":
+                yield Outcome(task.index, task.path, error=f"{task.path}: its Ray worker died, 3 times: not audited")
+            else:
+                yield Outcome(task.index, task.path, sha256="x", result=AuditResult(
+                    recording=str(task.path), duration_s=1.0, segments=[], messages=[], findings=[], summary={}))
+
+    class Bar:
+        def __init__(self):
+            self.postfixes, self.lines = [], []
+
+        def update(self, n=1):
+            pass
+
+        def set_postfix_str(self, text):
+            self.postfixes.append(text)
+
+        def write(self, text, file=None):
+            self.lines.append(text)
+
+    bar, db = Bar(), database_with_the_demo_flow(tmp_path / "runner.db")
+    results, failures = audit_batch(files, connect(db), engine="faster-whisper", model="tiny.en", progress=bar,
+                                    runner=runner)
+    assert [r.recording for r in results] == [str(files[0]), str(files[2])]
+    assert failures == [(str(files[1]), f"{files[1]}: its Ray worker died, 3 times: not audited")]
+    assert bar.postfixes == ["1 done, 0 failed", "1 done, 1 failed", "2 done, 1 failed"]
+    assert sorted(row["recording"] for row in connect(db).query("select recording from audits")) == \
+        [str(files[0]), str(files[2])]
