@@ -14,6 +14,12 @@ dies (a crash in a native library) costs only the recording it was auditing:
 the recordings in flight with it are audited again, one worker each.
 
 With `jobs` == 1 everything runs in this process (what tests and one-file audits do).
+
+The message library (audits.library) is read at the start: speech heard in earlier audits is not
+heard again. In this process it learns as it goes; each task also carries the library as this
+process knows it when the task is made, so a worker (process or Ray actor) learns what others found
+before its task was sent, and what it finds itself. Each recording's news comes back with its
+result and is stored with it here; a message two workers found at once becomes one entry.
 """
 from __future__ import annotations
 
@@ -33,6 +39,7 @@ if TYPE_CHECKING:  # the numeric stack loads in workers after their thread limit
 
 # What start_worker loaded, once per worker process.
 _worker_transcriber = None
+_worker_library = None
 _worker_catalog: list = []
 _worker_error: str | None = None
 
@@ -44,6 +51,7 @@ class Task:
     path: Path
     context: Context
     call_sid: str | None = None
+    library: tuple | None = None  # audits.library.Entry: the batch's library when the task was made (workers)
 
 
 @dataclass
@@ -54,6 +62,7 @@ class Outcome:
     result: AuditResult | None = None
     sha256: str = ""
     error: str | None = None
+    library_news: object = None  # audits.library.News: what this recording added to the library
 
 
 class Progress:
@@ -100,22 +109,25 @@ def one_line_error(path: Path, error: Exception) -> str:
 
 def audit_batch(files: list[Path], db, *, engine: str, model: str, context_file: Path | None = None,
                 jobs: int = 1, progress: Progress | None = None,
-                transcriber=None, runner=None) -> tuple[list, list[tuple[str, str]]]:
+                transcriber=None, runner=None, library: bool = True) -> tuple[list, list[tuple[str, str]]]:
     """Audit and store each file. Returns (results in the order of `files`, [(path, error)] failures).
 
     `transcriber` is used for jobs == 1 (loaded here with `engine`/`model` when not given);
     workers load their own. Contexts (--context file, sidecars, the webhook database) are resolved
     first, here; a bad one fails that file only. `runner(tasks, engine=, model=, catalog=, progress=)`,
     when given, audits the tasks elsewhere and yields their Outcomes (audits.ray_batch.RayRunner):
-    every result is still stored here.
+    every result is still stored here. `library` False: no message library, every message is heard
+    by the engine again (as before issue #12).
     """
     # Here, not at the top: sqlite_utils loads numpy, and workers import this module before
     # start_worker limits their threads.
     from app.storage import audits as store
     from audits import context as caller_context
+    from audits import library as message_library
 
     progress = progress or Progress()
     catalog = caller_context.load_catalog(db)
+    known = message_library.load(db, engine=engine, model=model) if library else None
     tasks, failures = [], {}
     for index, path in enumerate(files):
         try:
@@ -124,13 +136,15 @@ def audit_batch(files: list[Path], db, *, engine: str, model: str, context_file:
             failures[index] = _report_failure(progress, path, one_line_error(path, error))
             continue
         tasks.append(Task(index, Path(path), resolved.context, resolved.call_sid))
+    in_process = runner is None and (jobs <= 1 or len(tasks) == 1)
+    _share(tasks, known, in_process)
     if not tasks:
         outcomes = iter(())
     elif runner is not None:
         outcomes = runner(tasks, engine=engine, model=model, catalog=catalog, progress=progress)
-    elif jobs <= 1 or len(tasks) == 1:
+    elif in_process:
         transcriber = transcriber or LoadingEngine(engine, model)
-        outcomes = (_audit_task(task, transcriber, catalog, progress) for task in tasks)
+        outcomes = (_audit_task(task, transcriber, catalog, progress, known) for task in tasks)
     else:
         outcomes = _in_workers(tasks, jobs, engine, model, catalog, progress)
     call_sids = {task.index: task.call_sid for task in tasks}
@@ -138,7 +152,10 @@ def audit_batch(files: list[Path], db, *, engine: str, model: str, context_file:
     for outcome in outcomes:
         if outcome.error is None:
             try:
-                store.save(db, outcome.result, sha256=outcome.sha256, call_sid=call_sids[outcome.index])
+                audit_id = store.save(db, outcome.result, sha256=outcome.sha256, call_sid=call_sids[outcome.index])
+                if known is not None and outcome.library_news is not None:
+                    message_library.record(db, audit_id, outcome.result, known.absorb(outcome.library_news))
+                    _share(tasks, known, in_process)
             except Exception as error:  # e.g. the database is locked: this file is not stored
                 outcome.error = one_line_error(outcome.path, error)
         if outcome.error is None:
@@ -148,6 +165,15 @@ def audit_batch(files: list[Path], db, *, engine: str, model: str, context_file:
         progress.set_postfix_str(f"{len(results)} done, {len(failures)} failed")
         progress.update(1)
     return [results[i] for i in sorted(results)], [failures[i] for i in sorted(failures)]
+
+
+def _share(tasks: list[Task], known, in_process: bool) -> None:
+    """Give the tasks not yet sent to a worker the library as it is now (one tuple for all; a task
+    already sent keeps what it had). In this process the audits use the library itself."""
+    if known is not None and not in_process:
+        entries = tuple(known.entries)
+        for task in tasks:
+            task.library = entries
 
 
 class LoadingEngine:
@@ -182,8 +208,9 @@ def _report_failure(progress: Progress, path: Path, error: str) -> tuple[str, st
     return str(path), error
 
 
-def _audit_task(task: Task, transcriber, catalog: list, progress: Progress | None = None) -> Outcome:
-    """Audit one recording (in this process or a worker); never raises."""
+def _audit_task(task: Task, transcriber, catalog: list, progress: Progress | None = None,
+                library=None) -> Outcome:
+    """Audit one recording (in this process or a worker) with the message library if given; never raises."""
     from audits import pipeline
 
     name = task.path.name[-32:]
@@ -192,9 +219,13 @@ def _audit_task(task: Task, transcriber, catalog: list, progress: Progress | Non
         progress.set_postfix_str(name)
         on_segment = lambda done, total: progress.set_postfix_str(f"{name} speech {done}/{total}")  # noqa: E731
     try:
-        result = pipeline.audit_file(task.path, task.context, transcriber, catalog, on_segment=on_segment)
-        return Outcome(task.index, task.path, result=result, sha256=file_sha256(task.path))
+        result = pipeline.audit_file(task.path, task.context, transcriber, catalog, on_segment=on_segment,
+                                     library=library)
+        return Outcome(task.index, task.path, result=result, sha256=file_sha256(task.path),
+                       library_news=library.take_news() if library is not None else None)
     except Exception as error:  # one bad file must not sink the batch; the error names it
+        if library is not None:
+            library.take_news()  # a failed audit adds nothing
         return Outcome(task.index, task.path, error=one_line_error(task.path, error))
 
 
@@ -243,11 +274,13 @@ def start_worker(engine: str, model: str, threads: int, plain_catalog: list) -> 
     """Worker initializer: thread limits before any numeric library loads, then the model, once.
     A model that fails to load is reported for each recording (an initializer that raises would
     only say that the pool broke)."""
-    global _worker_transcriber, _worker_catalog, _worker_error
+    global _worker_transcriber, _worker_catalog, _worker_error, _worker_library
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = str(threads)
+    from audits.library import Library
     from audits.transcribe import load_engine
 
+    _worker_library = Library(engine=engine, model=model)
     _worker_catalog = [CatalogMessage(text, products) for text, products in plain_catalog]
     try:
         _worker_transcriber = load_engine(engine, model, threads=threads)
@@ -259,4 +292,8 @@ def audit_in_worker(task: Task) -> Outcome:
     """Audit one recording with what start_worker loaded in this process; never raises."""
     if _worker_error is not None:
         return Outcome(task.index, task.path, error=f"{task.path}: the speech engine did not load: {_worker_error}")
-    return _audit_task(task, _worker_transcriber, _worker_catalog)
+    library = None
+    if task.library is not None:
+        _worker_library.add(task.library)
+        library = _worker_library
+    return _audit_task(task, _worker_transcriber, _worker_catalog, library=library)

@@ -152,14 +152,16 @@ def _local_similarity(a: Fingerprint, b: Fingerprint, diagonal: np.ndarray, shif
     return float((loud_sum[judged] / loud_n[judged]).min()) if judged.any() else 1.0
 
 
-def group_plays(fingerprints: Iterable[Fingerprint]) -> list[int]:
+def group_plays(fingerprints: Iterable[Fingerprint], anchors: list[Fingerprint] | None = None) -> list[int]:
     """A group number per play (0, 1, ... in order of first play): plays of one recording share it.
 
     Each play is compared with the first play (anchor) of every group so far and joins the most
     similar one it matches; comparisons grow with plays x distinct recordings, and only the anchors
-    are kept, so `fingerprints` may be a generator.
+    are kept, so `fingerprints` may be a generator. `anchors` may hold groups heard before (the
+    message library, audits.library): they are groups 0.. len(anchors) - 1, matched as strictly as
+    any other, and the list gains the anchor of every new group.
     """
-    anchors: list[Fingerprint] = []
+    anchors = [] if anchors is None else anchors
     labels = []
     for play in fingerprints:
         matches = [compare(anchor, play) if durations_match(anchor.duration_s, play.duration_s) else NO_MATCH
@@ -173,11 +175,11 @@ def group_plays(fingerprints: Iterable[Fingerprint]) -> list[int]:
     return labels
 
 
-def group_clips(clips: Iterable[np.ndarray]) -> list[int]:
+def group_clips(clips: Iterable[np.ndarray], anchors: list[Fingerprint] | None = None) -> list[int]:
     """`group_plays` for speech clips (float32, 16 kHz, mono): one group number per clip, in order.
     `clips` may be a generator: each clip is fingerprinted and dropped before the next is read."""
     with _one_blas_thread():
-        return group_plays(fingerprint(clip) for clip in clips)
+        return group_plays((fingerprint(clip) for clip in clips), anchors)
 
 
 def _one_blas_thread():

@@ -42,7 +42,7 @@ def audit_file(path: str | Path, context: Context | None, transcriber,
                catalog: Iterable[classify.CatalogMessage] = (),
                on_segment: Callable[[int, int], None] | None = None,
                known_products: Iterable[str] = (), acoustic_grouping: bool = True,
-               vocabulary: bool = True, max_hearings: int = MAX_HEARINGS) -> AuditResult:
+               vocabulary: bool = True, max_hearings: int = MAX_HEARINGS, library=None) -> AuditResult:
     """Audit one recording. Raises audits.audio.AudioError (one line) when the file is not usable audio.
 
     `catalog` (the hold flow's messages and products, see audits.context.load_catalog) and
@@ -54,7 +54,8 @@ def audit_file(path: str | Path, context: Context | None, transcriber,
     not: given alone, they make Whisper hear them in a promo for a product that sounds alike ("Galaxy
     S9" heard "Galaxy S7" in 5 of 6 voices with tiny.en, 1 of 6 with base; tests/bench/accuracy.py),
     which is the finding we must not invent. They are still looked for in every hearing. A message is
-    heard from up to `max_hearings` plays (see transcribe_distinct).
+    heard from up to `max_hearings` plays (see transcribe_distinct). With a message `library`
+    (audits.library.Library), speech heard in earlier recordings is not heard again.
     """
     from audits.spool import spool
     from audits.transcribe import vocabulary_prompt
@@ -67,7 +68,8 @@ def audit_file(path: str | Path, context: Context | None, transcriber,
         segments = split(audio, recording.levels_db)
         if acoustic_grouping:
             transcripts, keys = transcribe_distinct(audio, segments, transcriber, on_segment, prompt=prompt,
-                                                    known_products=known, max_hearings=max_hearings)
+                                                    known_products=known, max_hearings=max_hearings,
+                                                    library=library)
         else:
             transcripts = transcribe_segments(audio, segments, transcriber, on_segment, prompt=prompt)
             keys = None
@@ -95,33 +97,45 @@ def transcribe_segments(audio: Audio, segments: list[Span], transcriber,
 def transcribe_distinct(audio: Audio, segments: list[Span], transcriber,
                         on_segment: Callable[[int, int], None] | None = None, prompt: str | None = None,
                         known_products: Iterable[str] = (),
-                        max_hearings: int = MAX_HEARINGS) -> tuple[list[Transcript], list[int]]:
+                        max_hearings: int = MAX_HEARINGS, library=None) -> tuple[list[Transcript], list[int]]:
     """One Transcript per speech segment, in order, the engine run once per acoustic group, or up to
     `max_hearings` times for a group whose first hearing `needs_another_hearing`.
 
     Returns the transcripts and each play's group number (the `group_keys` of `analyse`). Plays are
     heard longest first: a play cut short by the segmenter or the end of the recording would lose
     words. A play that was decoded keeps its own text; the others get their group's best hearing.
+
+    With a message `library` (audits.library.Library) its entries are groups too, matched as strictly:
+    a group heard before gets its earlier hearings (longest play first, as decoded then) and is only
+    heard again while it has fewer than `max_hearings` and needs another; the library then learns
+    what was heard here.
     """
     from audits import fingerprint
 
     known_products = list(known_products)
     speech = [s for s in segments if s.kind == "speech"]
-    labels = fingerprint.group_clips(audio.samples[_sample(s.start_s):_sample(s.end_s)] for s in speech)
+    clips = (audio.samples[_sample(s.start_s):_sample(s.end_s)] for s in speech)
+    # The message library (issue #12): labels of groups heard before -> their earlier hearings.
+    labels, earlier = library.group(clips, prompt) if library is not None else (fingerprint.group_clips(clips), {})
     members: dict[int, list[int]] = {}
     for index, label in enumerate(labels):
         members.setdefault(label, []).append(index)
     for indices in members.values():
         indices.sort(key=lambda i: -speech[i].duration_s)  # stable: equal lengths stay in play order
-    first = [indices[0] for indices in members.values()]
+    first = [indices[0] for label, indices in members.items() if label not in earlier]
     own = dict(zip(first, transcribe_plays(audio, speech, first, transcriber, on_segment, prompt)))
-    again = [i for indices in members.values() if needs_another_hearing(own[indices[0]], known_products)
-             for i in indices[1:max_hearings]]
+    for label, hearings in earlier.items():
+        own.update(zip(members[label], hearings))
+    again = [i for label, indices in members.items() if needs_another_hearing(own[indices[0]], known_products)
+             for i in indices[len(earlier.get(label, ())) or 1:max_hearings]]
     if again:
         progress = on_segment and (lambda done, total: on_segment(len(first) + done, len(first) + total))
         own.update(zip(again, transcribe_plays(audio, speech, again, transcriber, progress, prompt)))
-    best = {label: best_hearing([own[i] for i in indices if i in own], known_products)
+    best = {label: best_hearing([own[i] for i in indices if i in own] + earlier.get(label, [])[len(indices):],
+                                known_products)
             for label, indices in members.items()}
+    if library is not None:
+        library.learn(members, own, speech)
     return [replace(own.get(index, best[label]), start_s=span.start_s, end_s=span.end_s)
             for index, (span, label) in enumerate(zip(speech, labels))], labels
 

@@ -15,7 +15,7 @@ PACKAGES = ("app", "audits")
 LAYERS = [("app.core", 0), ("app.storage", 1), ("audits", 2), ("app.web", 3), ("app.cli", 4), ("app", 5)]
 HEAVY_STAGES = {"audits.audio", "audits.segment", "audits.spool", "audits.fingerprint", "audits.transcribe",
                 "audits.weights", "audits.batch", "audits.pipeline", "audits.report", "audits.rules",
-                "audits.context"}
+                "audits.context", "audits.library"}
 # (module, what it imports inside a function, why)
 LAZY_BY_DESIGN = {("audits.batch", "app.storage.audits"): "sqlite_utils loads numpy before a worker limits its threads",
                   ("audits.batch", "audits.context"): "the context reads the database (sqlite_utils, numpy)"}

@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "demo": "app.cli.demo:demo_command",
     "audit": "app.cli.audit:audit_group",
     "recordings": "app.cli.recordings:recordings_group",
+    "messages": "app.cli.messages:messages_command",
 }
 
 

@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 
 from app.core.times import format_utc, stored_or_none
 from app.storage.connect import connect, transaction
-from app.storage.tables import (AUDIT_CHILD_TABLES, INDEXES, LATER_COLUMNS, ORDERED_TABLES, TABLES, TIME_COLUMNS,
-                                primary_key)
+from app.storage.tables import (AUDIT_CHILD_TABLES, INDEXES, LATER_COLUMNS, LIBRARY_INDEXES, ORDERED_TABLES, TABLES,
+                                TIME_COLUMNS, primary_key)
 
 __all__ = ["AUDIT_CHILD_TABLES", "MIGRATIONS", "migrate", "open_database", "pending", "primary_key"]
 
@@ -96,6 +96,13 @@ def _load_order(db) -> None:
             db.execute(f'UPDATE "{table}" SET position = rowid WHERE position IS NULL')
 
 
+def _message_library(db) -> None:
+    """The message library's tables (new ones only) and indexes (issue #12)."""
+    _create_tables(db)
+    for statement in LIBRARY_INDEXES:
+        db.execute(statement)
+
+
 # Ordered; each is safe on a new database (where the tables already have today's shape). Never
 # edit a released one: add the next.
 MIGRATIONS = [
@@ -106,6 +113,7 @@ MIGRATIONS = [
     (5, "transcript search", _transcript_search),
     (6, "queue setting agent_whisper", _add_later_columns),
     (7, "load order as a column", _load_order),
+    (8, "message library", _message_library),
 ]
 
 

@@ -16,6 +16,8 @@ plays             the decision log: every answer to /twilio/wait, what it played
 play_skips        each promo an answer passed over, with its cause
 recordings        Twilio recordings fetched for audit
 audits, audit_*   audit results; audit_messages_fts indexes the transcripts
+library_messages  the message library: each distinct message heard, its fingerprint and hearings
+library_plays     each audited recording's plays of a library message, when, to whom
 schema_migrations the migrations applied to this database, in order
 
 Times are stored in one form (app.core.times): "2026-11-20T09:12:00Z".
@@ -93,6 +95,17 @@ TABLES = {
          "count": int, "evidence": str, "at_s": str},
         {"pk": "id", "foreign_keys": [("audit_id", "audits", "id")]},
     ),
+    "library_messages": (
+        {"id": int, "entry_key": str, "engine": str, "model": str, "vocabulary": str, "duration_s": float,
+         "fingerprint": str, "hearings": str, "text": str, "category": str, "products": str,
+         "first_heard": str, "last_heard": str, "plays": int, "recordings": int},
+        {"pk": "id"},
+    ),
+    "library_plays": (
+        {"library_id": int, "audit_id": int, "message_id": str, "plays": int, "heard_at": str, "caller": str,
+         "listener": str, "open_issue": int, "owns_product": int},
+        {"pk": ("library_id", "audit_id"), "foreign_keys": [("library_id", "library_messages", "id")]},
+    ),
     "schema_migrations": (
         {"version": int, "name": str, "applied_at": str},
         {"pk": "version"},
@@ -126,6 +139,8 @@ TIME_COLUMNS = {
     "plays": ("at",),
     "recordings": ("date_created", "fetched_at"),
     "audits": ("audited_at",),
+    "library_messages": ("first_heard", "last_heard"),
+    "library_plays": ("heard_at",),
 }
 
 INDEXES = [
@@ -142,6 +157,14 @@ INDEXES = [
     ("audits", ["path"]),
     ("audits", ["audited_at"]),
     *((child, ["audit_id"]) for child in AUDIT_CHILD_TABLES),
+]
+
+# The message library (migration 8): one row per entry_key; the fleet view reads plays by time.
+LIBRARY_INDEXES = [
+    "CREATE UNIQUE INDEX IF NOT EXISTS library_messages_entry_key ON library_messages (entry_key)",
+    "CREATE INDEX IF NOT EXISTS idx_library_messages_engine_model ON library_messages (engine, model)",
+    "CREATE INDEX IF NOT EXISTS idx_library_plays_heard_at ON library_plays (heard_at)",
+    "CREATE INDEX IF NOT EXISTS idx_library_plays_audit_id ON library_plays (audit_id)",
 ]
 
 # A retried wait request (same CallSid and QueueTime) must find the answer already given.

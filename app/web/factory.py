@@ -4,7 +4,7 @@ import logging
 from flask import Blueprint, Flask
 
 from app.core.config import load_config
-from app.web import agent, api, db, live, pages, twilio_hold
+from app.web import agent, api, db, live, messages, pages, twilio_hold
 
 # Larger request bodies are refused with 413 before they are read: a CRM API body is a few
 # kB, a Twilio webhook or a page's form smaller still.
@@ -26,4 +26,5 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(pages.bp)
     app.register_blueprint(agent.bp)
     app.register_blueprint(live.bp)
+    app.register_blueprint(messages.bp)
     return app

@@ -1,0 +1,229 @@
+"""The message library: each distinct message the fleet's audits have heard, so Whisper hears it once.
+
+    library = load(db, engine="faster-whisper", model="tiny.en")    # read at the start of a batch
+    result = pipeline.audit_file(path, context, transcriber, catalog, library=library)
+    record(db, audit_id, result, library.take_news())                # what this recording added, stored
+
+A hold flow plays the same few recordings to every caller. An audit groups the speech segments of
+one recording by their sound (audits.fingerprint); with a library, the groups heard in earlier
+recordings are anchors too, matched exactly as strictly as the plays of one recording are (the same
+`fingerprint.group_plays`, the same thresholds): a different message sharing a jingle or an opening
+phrase is not taken for one in the library, it is heard by Whisper and joins the library itself.
+
+An entry keeps the anchor's fingerprint and the hearings Whisper made of it (up to
+pipeline.MAX_HEARINGS decoded plays, longest play first), and who heard them: the engine with its
+package version, the model, and the vocabulary prompt. An entry heard otherwise is not reused: the
+text would not be what this engine, model and prompt hear. A later recording's plays of an entry get
+its hearings in the same order (longest play first), so auditing a recording again gives the
+transcripts, messages and findings of its first audit without running the engine.
+
+Workers of a batch (audits.batch processes, Ray actors) each get the library as it was at the start
+and learn what they hear themselves; the batch's driver absorbs each recording's news (`absorb`),
+taking a message two workers found at once for one entry, and stores it.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.core.audit import AuditResult
+from app.core.products import same_product
+from app.storage import library as store
+from audits import fingerprint
+from audits.data import Transcript
+
+
+@dataclass(frozen=True)
+class HeardBy:
+    """Who heard an entry: its transcripts are reused only for the same engine, model and prompt."""
+    engine: str  # "faster-whisper 1.1.1": the package version too
+    model: str
+    vocabulary: str = ""  # the vocabulary prompt given to Whisper (audits.transcribe.vocabulary_prompt)
+
+
+@dataclass
+class Entry:
+    """One distinct recorded message: what its first play sounded like, and what Whisper heard."""
+    key: str  # uuid hex, made where it was first heard; the database row's key
+    heard_by: HeardBy
+    anchor: fingerprint.Fingerprint
+    hearings: list[Transcript]  # decoded plays, longest play first; times are of no meaning here
+
+
+@dataclass
+class News:
+    """What one recording's audit added to the library: new entries, entries heard again (all their
+    hearings now), and the recording's plays of each entry (start times)."""
+    entries: list[Entry] = field(default_factory=list)
+    hearings: dict[str, list[Transcript]] = field(default_factory=dict)
+    plays: dict[str, list[float]] = field(default_factory=dict)
+
+
+def engine_version(engine: str) -> str:
+    """"faster-whisper 1.1.1": a new engine version may hear other text."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"{engine} {version(engine)}"
+    except PackageNotFoundError:
+        return engine
+
+
+class Library:
+    """The entries an audit matches speech against (one audit at a time per Library)."""
+
+    def __init__(self, entries=(), *, engine: str, model: str, max_hearings: int = 3):
+        self.entries: list[Entry] = list(entries)
+        self.engine, self.model = engine_version(engine), str(model)
+        self.max_hearings = max_hearings
+        self._news = News()
+        self._grouped: list[Entry | None] = []  # the entry behind each group label of the audit in progress
+        self._alias: dict[str, str] = {}  # a worker's key -> this library's key for the same message
+
+    def heard_by(self, prompt: str | None) -> HeardBy:
+        return HeardBy(self.engine, self.model, prompt or "")
+
+    # ---- called by audits.pipeline.transcribe_distinct ------------------------------------------
+
+    def group(self, clips, prompt: str | None) -> tuple[list[int], dict[int, list[Transcript]]]:
+        """Group labels for the clips, the entries this engine heard coming first; and the hearings of
+        every group that is a library entry (label -> its hearings)."""
+        usable = [entry for entry in self.entries if entry.heard_by == self.heard_by(prompt)]
+        anchors = [entry.anchor for entry in usable]
+        labels = fingerprint.group_clips(clips, anchors)
+        heard_by = self.heard_by(prompt)
+        self._grouped = [*usable, *(Entry(uuid.uuid4().hex, heard_by, anchor, [])
+                                    for anchor in anchors[len(usable):])]
+        return labels, {label: list(usable[label].hearings) for label in set(labels) if label < len(usable)}
+
+    def learn(self, members: dict[int, list[int]], own: dict[int, Transcript], speech) -> None:
+        """After the engine ran: `members` are each group's plays (indices into `speech`), longest
+        first, `own` the hearing of every play decoded or taken from the library."""
+        for label, indices in members.items():
+            entry = self._grouped[label]
+            heard = [own[i] for i in indices if i in own]
+            if not entry.hearings:
+                entry.hearings = [_timeless(t) for t in heard[:self.max_hearings]]
+                self.entries.append(entry)
+                self._news.entries.append(entry)
+            elif len(heard) > len(entry.hearings) and len(entry.hearings) < self.max_hearings:
+                entry.hearings += [_timeless(t) for t in heard[len(entry.hearings):self.max_hearings]]
+                self._news.hearings[entry.key] = list(entry.hearings)
+            self._news.plays.setdefault(entry.key, []).extend(speech[i].start_s for i in indices)
+        self._grouped = []
+
+    def add(self, entries) -> None:
+        """Entries known elsewhere (the batch's driver): new keys join, known ones take more hearings."""
+        known = {entry.key: entry for entry in self.entries}
+        for entry in entries:
+            mine = known.get(entry.key)
+            if mine is None:
+                self.entries.append(entry)
+                known[entry.key] = entry
+            elif len(entry.hearings) > len(mine.hearings):
+                mine.hearings = list(entry.hearings)
+
+    # ---- the batch's driver ---------------------------------------------------------------------
+
+    def take_news(self) -> News:
+        """What the audits since the last call added (and forget it)."""
+        news, self._news = self._news, News()
+        return news
+
+    def absorb(self, news: News) -> News:
+        """Merge a worker's news into this library: a new entry that matches one already here (another
+        worker heard the same message first) becomes that one. Returns the news in this library's keys."""
+        known = {entry.key: entry for entry in self.entries}
+        alias = self._alias
+        merged = News()
+        for entry in news.entries:
+            if entry.key in known:  # learned here (one process), already in the entries
+                merged.entries.append(entry)
+                continue
+            same = [other for other in self.entries if other.heard_by == entry.heard_by
+                    and fingerprint.durations_match(other.anchor.duration_s, entry.anchor.duration_s)
+                    and fingerprint.compare(other.anchor, entry.anchor).same]
+            if same:
+                alias[entry.key] = same[0].key
+            else:
+                self.entries.append(entry)
+                known[entry.key] = entry
+                merged.entries.append(entry)
+        for key, hearings in news.hearings.items():
+            entry = known.get(alias.get(key, key))
+            if entry is not None and len(hearings) > len(entry.hearings):
+                entry.hearings = list(hearings)
+                merged.hearings[entry.key] = entry.hearings
+        for key, plays in news.plays.items():
+            merged.plays.setdefault(alias.get(key, key), []).extend(plays)
+        return merged
+
+
+def _timeless(heard: Transcript) -> Transcript:
+    return Transcript(0.0, 0.0, heard.text, heard.avg_logprob, heard.no_speech_prob, heard.compression_ratio)
+
+
+# ---- the database --------------------------------------------------------------------------------
+
+def load(db, *, engine: str, model: str, max_hearings: int = 3) -> Library:
+    """The library as stored now, the entries heard by this engine version and model."""
+    version = engine_version(engine)
+    return Library((entry_from_row(row) for row in store.load_entries(db, version, str(model))),
+                   engine=engine, model=model, max_hearings=max_hearings)
+
+
+def record(db, audit_id: int, result: AuditResult, news: News) -> None:
+    """Store one audited recording's news: new entries, new hearings, and its plays of each entry with
+    the message they were grouped into (text, category, products) and whom they reached."""
+    message_at = {start_s: message for message in result.messages for start_s in message.play_times_s}
+    open_issue = bool(result.context and result.context.open_issues)
+    owned = result.context.owned_products if result.context else []
+    uses = []
+    for key, plays in news.plays.items():
+        message = next((message_at[start_s] for start_s in plays if start_s in message_at), None)
+        products = message.products if message else []
+        uses.append({"entry_key": key, "plays": len(plays), "message_id": message.id if message else None,
+                     "category": message.category if message else None, "products": json.dumps(products),
+                     "open_issue": int(open_issue),
+                     "owns_product": int(any(same_product(p, o) for p in products for o in owned))})
+    store.record(db, audit_id, new_entries=[entry_row(entry) for entry in news.entries],
+                 hearings={key: (_hearings_json(hearings), best_text(hearings)) for key, hearings in news.hearings.items()},
+                 uses=uses)
+
+
+def entry_row(entry: Entry) -> dict:
+    """An Entry as a library_messages row (the fingerprint as base64 float32 in JSON)."""
+    return {"entry_key": entry.key, "engine": entry.heard_by.engine, "model": entry.heard_by.model,
+            "vocabulary": entry.heard_by.vocabulary, "duration_s": round(entry.anchor.duration_s, 2),
+            "fingerprint": json.dumps({"frames": _b64(entry.anchor.frames), "n_mels": entry.anchor.frames.shape[1],
+                                       "loudness_db": _b64(entry.anchor.loudness_db)}),
+            "hearings": _hearings_json(entry.hearings), "text": best_text(entry.hearings)}
+
+
+def entry_from_row(row: dict) -> Entry:
+    stored = json.loads(row["fingerprint"])
+    frames = np.frombuffer(base64.b64decode(stored["frames"]), dtype="<f4").reshape(-1, stored["n_mels"])
+    loudness_db = np.frombuffer(base64.b64decode(stored["loudness_db"]), dtype="<f4")
+    hearings = [Transcript(0.0, 0.0, h["text"], h["avg_logprob"], h["no_speech_prob"], h["compression_ratio"])
+                for h in json.loads(row["hearings"])]
+    return Entry(row["entry_key"], HeardBy(row["engine"], row["model"], row["vocabulary"] or ""),
+                 fingerprint.Fingerprint(frames.astype(np.float32), loudness_db.astype(np.float32)), hearings)
+
+
+def best_text(hearings: list[Transcript]) -> str:
+    """The surest non-empty hearing's text ("" when Whisper's every hearing was rejected)."""
+    spoken = [heard for heard in hearings if heard.text.strip()]
+    return max(spoken, key=lambda heard: heard.avg_logprob).text.strip() if spoken else ""
+
+
+def _b64(array: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(array, dtype="<f4").tobytes()).decode("ascii")
+
+
+def _hearings_json(hearings: list[Transcript]) -> str:
+    return json.dumps([{"text": h.text, "avg_logprob": h.avg_logprob, "no_speech_prob": h.no_speech_prob,
+                        "compression_ratio": h.compression_ratio} for h in hearings])
