@@ -220,6 +220,11 @@ def test_a_different_message_with_a_shared_opening_is_not_taken_for_a_library_en
     assert news.plays[reassurance.key] and len(news.plays[reassurance.key]) == 1  # the real one, matched
     # the manager message and the re-recorded promo are new entries, heard by the engine
     assert len(news.entries) == 2 and counting.calls >= 2
-    assert any("manager" in entry.hearings[0].text.lower() for entry in news.entries)
+    manager = next(entry for entry in news.entries if "manager" in entry.hearings[0].text.lower())
+    # as long as the entry and sounding alike over the whole (mean above the threshold): only the words
+    # after the shared opening tell them apart, as they do within one recording
+    match = fingerprint.compare(reassurance.anchor, manager.anchor)
+    assert fingerprint.durations_match(reassurance.anchor.duration_s, manager.anchor.duration_s)
+    assert match.similarity > 0.6 and not match.same
     assert outline(result) == outline(cold["shared"][0])
     assert [m.text for m in result.messages] == [m.text for m in cold["shared"][0].messages]

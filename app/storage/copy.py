@@ -14,8 +14,9 @@ from app.storage.tables import TABLES, primary_key
 BATCH_ROWS = 500
 # Parents before children; schema_migrations belongs to each database.
 COPY_ORDER = ["customers", "issues", "queues", "segments", "product_aliases", "calls", "plays", "play_skips",
-              "recordings", "audits", "audit_messages", "audit_findings", "audit_segments", "audit_plays"]
-IDENTITY_TABLES = ("plays", "audits", "audit_findings")  # integer ids the database hands out
+              "recordings", "audits", "audit_messages", "audit_findings", "audit_segments", "audit_plays",
+              "library_messages", "library_plays"]
+IDENTITY_TABLES = ("plays", "audits", "audit_findings", "library_messages")  # integer ids the database hands out
 
 
 class TargetNotEmpty(Exception):
