@@ -51,8 +51,8 @@ def recordings(tmp_path_factory):
 
 
 def stored_rows(db_path: Path) -> dict[str, list]:
-    """Every audit row, each child row under its recording's name; ids and audit times left out (they differ
-    with the order results arrive in)."""
+    """Every audit row, each child row under its recording's name, and the message library; ids and times
+    left out (they differ with the order results arrive in)."""
     db = connect(db_path)
     recording = {row["id"]: row["recording"] for row in db.query("select id, recording from audits")}
     rows = {"audits": sorted(json.dumps({k: v for k, v in row.items() if k not in ("id", "audited_at")},
@@ -61,6 +61,14 @@ def stored_rows(db_path: Path) -> dict[str, list]:
         rows[table] = sorted(json.dumps({**{k: v for k, v in row.items() if k not in ("id", "audit_id")},
                                          "recording": recording[row["audit_id"]]}, sort_keys=True)
                              for row in db.query(f'select * from "{table}"'))
+    # the message library: what was heard and how often (which play's fingerprint an entry keeps, and when,
+    # depend on the order results arrive in)
+    rows["library_messages"] = sorted(json.dumps(row, sort_keys=True) for row in db.query(
+        "select text, category, products, plays, recordings from library_messages"))
+    rows["library_plays"] = sorted(json.dumps({**{k: v for k, v in row.items() if k != "audit_id"},
+                                               "recording": recording[row["audit_id"]]}, sort_keys=True)
+                                   for row in db.query("select audit_id, message_id, plays, caller, open_issue, "
+                                                       "owns_product from library_plays"))
     db.conn.close()
     return rows
 
