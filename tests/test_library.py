@@ -228,3 +228,29 @@ def test_a_different_message_with_a_shared_opening_is_not_taken_for_a_library_en
     assert match.similarity > 0.6 and not match.same
     assert outline(result) == outline(cold["shared"][0])
     assert [m.text for m in result.messages] == [m.text for m in cold["shared"][0].messages]
+
+
+@pytest.mark.slow
+@pytest.mark.sqlite_only
+def test_ray_workers_use_the_library_and_bring_back_only_what_is_new(db, flow_holds, cold, monkeypatch):
+    pytest.importorskip("ray")
+    from audits.ray_batch import RayRunner
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    first, second, _ = flow_holds
+    audit_batch([first.path], db, engine=ENGINE, model=MODEL, transcriber=CountingEngine(shared_engine(ENGINE, MODEL)))
+    news = {}
+    with RayRunner(jobs=2) as ray_runner:
+        def runner(tasks, **options):
+            for outcome in ray_runner(tasks, **options):
+                news[outcome.path.stem] = outcome.library_news
+                yield outcome
+
+        (again, other), failed = audit_batch([first.path, second.path], db, engine=ENGINE, model=MODEL,
+                                             runner=runner)
+    assert failed == []
+    assert news["first"].entries == [] and news["first"].hearings == {}  # matched in the worker, not heard
+    assert [len(entry.hearings) > 0 for entry in news["second"].entries] == [True]  # only the tip was new
+    assert again.to_json() == cold["first"][0].to_json()
+    assert outline(other) == outline(cold["second"][0])
+    assert len(library.load(db, engine=ENGINE, model=MODEL).entries) == 3
