@@ -1,6 +1,6 @@
 """`holdguard audit --ray` (a local Ray) against the local process pool, on the same few recordings.
 
-    python tests/bench/ray_batch.py [--recordings 6] [--minutes 3] [--runs 3] [--jobs 2]
+    python tests/bench/ray_batch.py [--recordings 6] [--minutes 3] [--runs 3] [--jobs 2] [--model tiny.en]
 
 Generates, once (kept in ~/.cache/holdguard/bench/ray, or $HOLDGUARD_CACHE_DIR/bench/ray), N holds of
 M minutes from the demo flow's messages (a promo and a reassurance in a loop with hold music
@@ -8,11 +8,13 @@ between, an outage notice or a tip in some; each its own voice seed), 8 kHz mu-l
 recording. Then, alternating, each `--runs` times, each its own process on a fresh database with
 the demo hold flow loaded:
 
-pool   `holdguard audit FILES --jobs J --format json` (audits.batch's worker processes)
-ray    `holdguard audit FILES --jobs J --ray --format json` (a local Ray started and stopped by the
+pool   `holdguard audit FILES --jobs J --model M --format json` (audits.batch's worker processes)
+ray    `holdguard audit FILES --jobs J --model M --ray --format json` (a local Ray started and stopped by the
        command: its start-up is part of the time, as it is for a user)
 
-Prints the median and each wall time, and whether every run's reports equal the first pool run's.
+Prints the median and each wall time, and whether every run's findings, and its whole reports, equal
+the first pool run's (with the message library, which hearing of a message a recording reuses
+depends on the order results arrive in: the transcripts can differ, the findings must not).
 Every run has a time limit, so the bench always ends.
 """
 from __future__ import annotations
@@ -82,19 +84,26 @@ def run(files: list[Path], db_path: Path, *options: str) -> tuple[float, list]:
     return wall_s, json.loads(done.stdout)
 
 
+def findings(reports: list) -> list:
+    """Each recording's findings: rule, severity, count."""
+    return [sorted((f["rule"], f["severity"], f["count"]) for f in report["findings"]) for report in reports]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recordings", type=int, default=6)
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--model", default="tiny.en")
     args = parser.parse_args()
 
     files = recordings(args.recordings, args.minutes)
     audio_s = sum(json.loads(path.with_suffix(".truth.json").read_text())["duration_s"] for path in files)
-    variants = {"pool": ("--jobs", str(args.jobs)), "ray": ("--jobs", str(args.jobs), "--ray")}
+    common = ("--jobs", str(args.jobs), "--model", args.model)
+    variants = {"pool": common, "ray": (*common, "--ray")}
     walls: dict[str, list[float]] = {name: [] for name in variants}
-    reference, same = None, True
+    reference, same, same_findings = None, True, True
     with tempfile.TemporaryDirectory(prefix="holdguard-bench-ray-") as folder:
         for attempt in range(args.runs):
             for name, options in variants.items():
@@ -102,9 +111,10 @@ def main() -> None:
                 walls[name].append(wall_s)
                 reference = reports if reference is None else reference
                 same = same and reports == reference
+                same_findings = same_findings and findings(reports) == findings(reference)
                 print(f"run {attempt + 1} {name}: {wall_s:.1f} s", flush=True)
 
-    print(f"\n{len(files)} recordings, {audio_s / 60:.1f} min of audio, --jobs {args.jobs}; "
+    print(f"\n{len(files)} recordings, {audio_s / 60:.1f} min of audio, --jobs {args.jobs} --model {args.model}; "
           f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()}")
     print("| variant | median wall | runs | recordings/min |")
     print("|---|---|---|---|")
@@ -112,7 +122,8 @@ def main() -> None:
         median = statistics.median(times)
         print(f"| {name} | {median:.1f} s | {', '.join(f'{t:.1f}' for t in times)} | {len(files) / median * 60:.1f} |")
     ratio = statistics.median(walls["ray"]) / statistics.median(walls["pool"])
-    print(f"ray / pool: {ratio:.2f}; reports identical in every run: {same}")
+    print(f"ray / pool: {ratio:.2f}; findings identical in every run: {same_findings}; "
+          f"reports (transcripts included) identical in every run: {same}")
 
 
 if __name__ == "__main__":
