@@ -192,12 +192,24 @@ def write_sidecar(recording_path: Path, call_sid: str | None) -> None:
     os.replace(partial, sidecar)
 
 
-def audit_recording(db, path: Path, call_sid: str | None, transcriber) -> int:
+def audit_recording(db, path: Path, call_sid: str | None, transcriber, library=None) -> int:
     """Audit a stored recording with its caller's products and the issues open at the time of the call;
-    returns the audit id."""
+    returns the audit id. With a message `library` (audits.library) speech heard before is not heard
+    again, and what was new joins the library."""
     context = audit_context.from_database(db, call_sid=call_sid) if call_sid else None
-    result = pipeline.audit_file(path, context or Context(), transcriber, known_products=catalog.catalog_products(db))
-    return audit_store.save(db, result, sha256=file_sha256(path), call_sid=call_sid)
+    try:
+        result = pipeline.audit_file(path, context or Context(), transcriber,
+                                     known_products=catalog.catalog_products(db), library=library)
+        audit_id = audit_store.save(db, result, sha256=file_sha256(path), call_sid=call_sid)
+    except BaseException:
+        if library is not None:
+            library.take_news()  # a failed audit adds nothing
+        raise
+    if library is not None:
+        from audits import library as message_library
+
+        message_library.record(db, audit_id, result, library.take_news())
+    return audit_id
 
 
 # ---- one fetch run ------------------------------------------------------------------------------
@@ -208,12 +220,13 @@ def _utc_text(moment: datetime | None) -> str | None:
 
 def fetch(db, client, data_dir: str | Path, *, since: datetime | None = None, call_sid: str | None = None,
           audit: bool = True, transcriber=None, load_transcriber=None, attempts: int = DOWNLOAD_ATTEMPTS,
-          backoff_s: float = BACKOFF_S, progress=None) -> list[Outcome]:
+          backoff_s: float = BACKOFF_S, progress=None, library=None) -> list[Outcome]:
     """List, download, link and audit recordings; one Outcome per recording, in Twilio's order.
 
     A recording already stored is not downloaded again (only audited, if it was not). The speech
     engine is `transcriber`, or `load_transcriber()` called once, when the first audit needs it.
-    `progress(outcome)` is called after each recording.
+    `progress(outcome)` is called after each recording. `library`: the message library the audits
+    match speech against (audits.library.load), or None.
     """
     folder = Path(data_dir).resolve() / "recordings"
     folder.mkdir(parents=True, exist_ok=True)
@@ -223,7 +236,7 @@ def fetch(db, client, data_dir: str | Path, *, since: datetime | None = None, ca
         if audit and outcome.status == "downloaded":
             if transcriber is None:
                 transcriber = load_transcriber()
-            outcome = _audit_one(db, outcome, folder, transcriber)
+            outcome = _audit_one(db, outcome, folder, transcriber, library)
         outcomes.append(outcome)
         if progress:
             progress(outcome)
@@ -256,10 +269,10 @@ def _fetch_one(db, client, recording, folder: Path, attempts: int, backoff_s: fl
     return Outcome(sid, call_sid, "downloaded", f"{size / 1024:.0f} kB")
 
 
-def _audit_one(db, outcome: Outcome, folder: Path, transcriber) -> Outcome:
+def _audit_one(db, outcome: Outcome, folder: Path, transcriber, library=None) -> Outcome:
     path = folder / f"{outcome.sid}.wav"
     try:
-        audit_id = audit_recording(db, path, outcome.call_sid, transcriber)
+        audit_id = audit_recording(db, path, outcome.call_sid, transcriber, library)
     except Exception as error:  # one bad recording must not stop the batch; say what went wrong
         log.debug("audit of %s failed", path, exc_info=True)
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__

@@ -90,6 +90,10 @@ def fetch_command(since, call_sid, db_path, data_dir, audit, engine, model):
     def load_transcriber():
         return load_engine(engine, model)
 
+    from audits import library as message_library
+
+    library = message_library.load(db, engine=engine, model=model) if audit else None
+
     with tqdm(desc="recordings", unit="rec", disable=None, file=sys.stderr) as bar:
         def report(outcome):
             bar.update(1)
@@ -97,7 +101,7 @@ def fetch_command(since, call_sid, db_path, data_dir, audit, engine, model):
 
         try:
             outcomes = fetch(db, client, data_dir, since=since, call_sid=call_sid, audit=audit,
-                             load_transcriber=load_transcriber, progress=report)
+                             load_transcriber=load_transcriber, progress=report, library=library)
         except FetchError as error:
             raise click.ClickException(str(error)) from None
     click.echo(summary_line(outcomes))
