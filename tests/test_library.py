@@ -11,9 +11,8 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from app import create_app
 from app.cli import main
-from app.core.audit import AuditResult, Context, Issue, Message, Span
+from app.core.audit import AuditResult, Context, Message, Span
 from app.storage import audits as audit_store
 from app.storage import library as library_store
 from app.storage.connect import connect

@@ -7,7 +7,7 @@ Behind the pages' access rule (app.web.pages.require_access).
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 
 from flask import Blueprint, abort, render_template, request
 
@@ -21,16 +21,6 @@ bp.before_request(pages.require_access)
 MAX_WINDOW_DAYS = 3660
 
 
-def _day(name: str) -> date | None:
-    raw = request.args.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        abort(400, f"{name}: {raw!r} is not a date (YYYY-MM-DD)")
-
-
 @bp.get("/messages")
 def messages_page():
     """The library's messages heard in a window: the last ?days=N (7), or ?from=..&to=.. (days, UTC)."""
@@ -40,7 +30,7 @@ def messages_page():
         abort(400, "days: a whole number of days")
     if not 1 <= days <= MAX_WINDOW_DAYS:
         abort(400, f"days: 1 to {MAX_WINDOW_DAYS}")
-    from_day, to_day = _day("from"), _day("to")
+    from_day, to_day = pages._date_arg("from"), pages._date_arg("to")  # as /audits reads them
     if from_day and to_day and from_day > to_day:
         abort(400, "from is after to")
     now = datetime.now(timezone.utc)

@@ -64,24 +64,12 @@ def fleet_scenarios(count: int, first_seed: int) -> list[dict]:
 
 
 def recordings(folder: Path, scenarios: list[dict], prefix: str) -> list[tuple[Path, dict]]:
-    from tests.audio_fixtures import generate
+    """Each scenario's hold (generated, or reused when made from the same scenario) and its truth."""
+    from tests.audio_fixtures import make_hold
 
-    made = []
-    for n, scenario in enumerate(scenarios):
-        path = folder / f"{prefix}-{n:02d}.wav"
-        truth_file = generate.truth_path(path)
-        truth = None
-        if path.exists() and truth_file.exists():
-            import json
-
-            truth = json.loads(truth_file.read_text())
-            if truth.get("scenario_hash") != generate.scenario_hash(scenario):
-                truth = None
-        if truth is None:
-            print(f"generating {path} ...", file=sys.stderr)
-            truth = generate.generate(scenario, path)
-        made.append((path, truth))
-    return made
+    holds = [make_hold(folder, scenario["timeline"], name=f"{prefix}-{n:02d}", messages=scenario["messages"],
+                       context=scenario["context"], seed=scenario["seed"]) for n, scenario in enumerate(scenarios)]
+    return [(hold.path, hold.truth) for hold in holds]
 
 
 def expected_outline(truth: dict, context: dict) -> list[tuple]:
@@ -110,15 +98,6 @@ def outline(result) -> list[tuple]:
     return sorted((f.rule, categories.get(f.message_id), f.count) for f in result.findings)
 
 
-class CountingEngine:
-    def __init__(self, engine):
-        self.engine, self.calls = engine, 0
-
-    def transcribe_many(self, clips, starts_s=None, prompt=None):
-        self.calls += len(clips)
-        return self.engine.transcribe_many(clips, starts_s, prompt)
-
-
 def fresh_db(folder: Path, name: str):
     from app.core.flows import read_flow_file
     from app.storage.catalog import save_catalog
@@ -136,6 +115,7 @@ def cpu_s() -> float:
 
 def run(name: str, db, fleet: list[tuple[Path, dict]], engine, library: bool) -> dict:
     from audits.batch import audit_batch
+    from tests.test_fingerprint import CountingEngine
 
     counting = CountingEngine(engine)
     wall, cpu = time.perf_counter(), cpu_s()
