@@ -169,8 +169,11 @@ def _timeless(heard: Transcript) -> Transcript:
 
 # ---- the database --------------------------------------------------------------------------------
 
-def load(db, *, engine: str, model: str, max_hearings: int = 3) -> Library:
-    """The library as stored now, the entries heard by this engine version and model."""
+def load(db, *, engine: str, model: str, max_hearings: int = 3) -> Library | None:
+    """The library as stored now, the entries heard by this engine version and model; None for a
+    database without the library's tables (not migrated: `holdguard db init`)."""
+    if not store.exists(db):
+        return None
     version = engine_version(engine)
     return Library((entry_from_row(row) for row in store.load_entries(db, version, str(model))),
                    engine=engine, model=model, max_hearings=max_hearings)

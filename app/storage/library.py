@@ -22,9 +22,14 @@ ENTRY_COLUMNS = ("entry_key", "engine", "model", "vocabulary", "duration_s", "fi
 ORPHAN_PLAYS = "NOT EXISTS (SELECT 1 FROM audits a WHERE a.id = library_plays.audit_id)"
 
 
+def exists(db) -> bool:
+    """Whether this database has the library's tables (migration 8)."""
+    return db["library_messages"].exists()
+
+
 def load_entries(db, engine: str, model: str) -> list[dict]:
     """The entries heard by this engine (with version) and model, oldest first."""
-    if not db["library_messages"].exists():
+    if not exists(db):
         return []
     return db.query(f"SELECT {', '.join(ENTRY_COLUMNS)} FROM library_messages WHERE engine = ? AND model = ? "
                     "ORDER BY id", [engine, model])
@@ -122,7 +127,7 @@ def window(now: datetime, days: int = DEFAULT_WINDOW_DAYS, from_day: date | None
 def fleet_view(db, since: str, until: str, limit: int = 200, recordings_shown: int = RECORDINGS_SHOWN) -> list[dict]:
     """`fleet` with each message's products as a list and its latest recordings in the window
     (`recordings`: audit_id, recording, plays, heard_at; `more_recordings`: how many more)."""
-    if not db["library_messages"].exists():
+    if not exists(db):
         return []
     rows = fleet(db, since, until, limit)
     heard: dict[int, list[dict]] = {}
