@@ -253,3 +253,17 @@ def test_ray_workers_use_the_library_and_bring_back_only_what_is_new(db, flow_ho
     assert again.to_json() == cold["first"][0].to_json()
     assert outline(other) == outline(cold["second"][0])
     assert len(library.load(db, engine=ENGINE, model=MODEL).entries) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.sqlite_only
+def test_two_worker_processes_finding_one_message_at_once_store_one_entry(db, flow_holds, cold):
+    first, second, _ = flow_holds
+    results, failed = audit_batch([first.path, second.path], db, engine=ENGINE, model=MODEL, jobs=2)
+    assert failed == []
+    texts = sorted(entry.hearings[0].text for entry in library.load(db, engine=ENGINE, model=MODEL).entries)
+    assert len(texts) == 3, texts  # the promo, the reassurance (both heard by each worker), the tip
+    assert [outline(result) for result in results] == [outline(cold["first"][0]), outline(cold["second"][0])]
+    plays = {row["text"]: row["plays"] for row in library_store.fleet_view(db, "2000-01-01T00:00:00Z",
+                                                                           "2100-01-01T00:00:00Z")}
+    assert sorted(plays.values()) == [1, 3, 4]  # tip 1; promo 2 + 1; reassurance 2 + 2
