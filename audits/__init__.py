@@ -7,4 +7,6 @@ Stages, data flowing one way (each takes and returns plain dataclasses from
     -> classify.classify_messages -> rules.find -> report.render / store.save
 
 `audits.pipeline.audit_file` runs them in order.
+With a message library (`audits.library`), speech heard in earlier recordings
+skips the transcribe stage.
 """

@@ -7,6 +7,7 @@
     playlog     calls and every answer the webhook gave, with its cause
     recordings  Twilio recordings fetched for audit
     audits      audit results and the transcript search
+    library     the message library: each distinct message heard, and the fleet view's counts
 
 Only the pure core (app.core) is imported from here.
 """
