@@ -23,6 +23,7 @@ from markupsafe import Markup
 from app.core.audit import AuditResult
 from audits.classify import mentions
 from audits.messages import normalise
+from audits.pipeline import LOW_CONFIDENCE_LOGPROB
 from audits.rules import clock
 from audits.timeline import STYLESHEET, timeline_svg
 
@@ -108,8 +109,6 @@ def message_rows(result: AuditResult) -> list[list[str]]:
 
 def text_shown(message) -> str:
     """The transcript, marked when Whisper was unsure of it (a reader should not trust every word)."""
-    from audits.pipeline import LOW_CONFIDENCE_LOGPROB
-
     if message.avg_logprob is not None and message.avg_logprob < LOW_CONFIDENCE_LOGPROB:
         return f"{message.text} (low confidence: avg log-probability {message.avg_logprob:.2f})"
     return message.text
