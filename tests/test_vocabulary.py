@@ -4,8 +4,6 @@ never a product that was not said; and real recorded human speech within a state
 Real Whisper on generated telephone-line holds (espeak-ng, tests/audio_fixtures.py) and on a real
 two-speaker recording fetched from its PyPI package (pyannote.audio 4.0.7 ships it) with pip.
 """
-import subprocess
-import sys
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -150,11 +148,10 @@ def real_conversation(tmp_path_factory):
     import soundfile
 
     folder = Path.home() / ".cache" / "holdguard" / "test-speech"
-    folder.mkdir(parents=True, exist_ok=True)
     wheel = folder / "pyannote_audio-4.0.7-py3-none-any.whl"
-    if not wheel.exists():
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "pyannote.audio==4.0.7",
-                        "-d", str(folder)], check=True, timeout=300)
+    # Fetched with the other installs (.ci/run, the README's test set-up), never while tests run.
+    assert wheel.exists(), (f"{wheel} is missing: run `python3 -m pip download --no-deps pyannote.audio==4.0.7 "
+                            f"-d {folder}` (a step of .ci/run)")
     with zipfile.ZipFile(wheel) as archive:
         (folder / "sample.wav").write_bytes(archive.read("pyannote/audio/sample/sample.wav"))
         stm = archive.read("pyannote/audio/sample/sample.stm").decode()
