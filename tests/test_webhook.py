@@ -318,7 +318,7 @@ def test_two_workers_alternating_on_one_call_each_see_every_play(demo, db_path):
     sid = CALL["CallSid"]
     for number in range(6):
         worker = number % 2
-        seen, _ = load_call(worker_dbs[worker], sid)
+        seen, _, _ = load_call(worker_dbs[worker], sid)
         assert [p.segment_id for p in seen.plays] == [f"s{n}" for n in range(number)]
         decision = Decision(Segment(f"s{number}", "music", 45, play="https://cdn.example.com/a.mp3"), "test")
         record_play(worker_dbs[worker], sid, NIA, "C-1003", "support", decision,

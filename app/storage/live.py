@@ -39,7 +39,7 @@ def load_call_record(db, call_sid: str, queue_name: str | None = None, cache: di
 
     `cache` is the webhook's catalog cache (playlog.catalog_cache).
     """
-    call, _ = playlog.load_call(db, call_sid)
+    call, _, _ = playlog.load_call(db, call_sid)
     row = call_row(db, call_sid)
     caller = crm.load_caller(db, row["caller"]) if row and row["caller"] else None
     name = (row["queue"] if row and row["queue"] else None) or queue_name

@@ -14,6 +14,7 @@ simulated call's history keeps them, so consecutive simulations are consecutive
 calls on top of the caller's real history.
 """
 import contextlib
+import functools
 import os
 import threading
 from dataclasses import dataclass
@@ -24,8 +25,9 @@ import sqlite_utils
 
 from app.core.policy import Caller, CallSoFar, Decision, Play, QueueSettings, Segment, promo_block
 from app.core.products import ProductNames
-from app.core.times import format_utc, parse_utc
+from app.core.times import format_utc
 from app.storage import catalog, crm
+from app.storage.checkpoint import keep_checkpointed
 from app.storage.connect import DATABASE_ERRORS, connect, is_postgres, sqlite_path, transaction
 from app.storage.schema import migrate, pending
 
@@ -53,31 +55,41 @@ def webhook_db(url) -> sqlite_utils.Database:
     """
     identity = (str(url), _file_identity(url))
     cached = getattr(_per_thread, "db", None)
-    if cached is not None and cached[0] == identity:
-        return cached[1]
-    discard_webhook_db()
-    db = connect(url, create=False, busy_timeout_s=WEBHOOK_BUSY_TIMEOUT_S, statement_timeout_s=WEBHOOK_BUSY_TIMEOUT_S,
-                 pooled=True)
-    try:
-        if pending(db):
-            migrate(db)
-    except BaseException:
-        db.close()
-        raise
-    _per_thread.db = (identity, db, {})
-    return db
+    if cached is None or cached[0] != identity:
+        discard_webhook_db()
+        db = connect(url, create=False, busy_timeout_s=WEBHOOK_BUSY_TIMEOUT_S,
+                     statement_timeout_s=WEBHOOK_BUSY_TIMEOUT_S, pooled=True)
+        try:
+            if pending(db):
+                migrate(db)
+            if db.dialect == "sqlite":
+                db.execute("PRAGMA wal_autocheckpoint = 0")  # app.storage.checkpoint does it, not a request
+        except BaseException:
+            db.close()
+            raise
+        cached = _per_thread.db = (identity, db, {})
+    if cached[1].dialect == "sqlite":
+        keep_checkpointed(_sqlite_file(str(url)))
+    return cached[1]
 
 
 def _file_identity(url) -> tuple[int, int] | None:
     """Which file a SQLite path names now: a replaced or deleted database is reopened, not served
     from the old file's open handle. None for PostgreSQL (and for a missing file)."""
-    if is_postgres(url):
+    path = _sqlite_file(str(url))
+    if path is None:
         return None
     try:
-        stat = os.stat(sqlite_path(url))
+        stat = os.stat(path)
     except OSError:
         return None
     return stat.st_dev, stat.st_ino
+
+
+@functools.lru_cache(maxsize=16)
+def _sqlite_file(url: str) -> str | None:
+    """The SQLite file of a database URL, worked out once per URL (each wait request asks)."""
+    return None if is_postgres(url) else str(sqlite_path(url))
 
 
 def catalog_cache() -> dict:
@@ -116,6 +128,15 @@ def _caller_locked(db, caller_key: str):
 
 # ---- the policy's inputs ------------------------------------------------------------------------
 
+class LoggedAnswer(NamedTuple):
+    """An answer as the play log holds it: enough to give it again."""
+    segment_id: str
+    kind: str
+    play_url: str | None
+    say_text: str | None
+    reason: str
+
+
 @dataclass(frozen=True)
 class PolicyInputs:
     caller: Caller | None
@@ -125,6 +146,7 @@ class PolicyInputs:
     catalog: tuple[Segment, ...]
     products: ProductNames
     call_row: dict | None = None  # the stored calls row, so an unchanged one is not rewritten
+    logged: LoggedAnswer | None = None  # this wait request was answered before: a retry gets that again
 
 
 PLAY_COLUMNS = "segment_id, kind, at, at_s, duration_s"
@@ -132,17 +154,23 @@ CALL_COLUMNS = ("caller", "customer_id", "queue", "last_position_told")
 
 
 def _plays(rows) -> tuple[Play, ...]:
-    """Plays from rows of PLAY_COLUMNS."""
-    return tuple(Play(segment_id, kind, parse_utc(at), at_s or 0.0, duration_s or 0.0)
+    """Plays from rows of PLAY_COLUMNS. Times are in the stored form, which fromisoformat reads as
+    it is (a call's every play is read on each of its wait requests: parse_utc's checks add up)."""
+    return tuple(Play(segment_id, kind, datetime.fromisoformat(at), at_s or 0.0, duration_s or 0.0)
                  for segment_id, kind, at, at_s, duration_s in rows)
 
 
-def load_call(db, call_sid: str) -> tuple[CallSoFar, dict | None]:
-    """What this call heard so far, in order, and the last queue position it was told; and its calls row."""
-    plays = _plays(db.execute(f"SELECT {PLAY_COLUMNS} FROM plays WHERE call_sid = ? ORDER BY id", [call_sid]))
+def load_call(db, call_sid: str, queue_time: str | None = None) -> tuple[CallSoFar, dict | None, LoggedAnswer | None]:
+    """What this call heard so far, in order, and the last queue position it was told; its calls
+    row; and the answer already logged for the wait request at `queue_time`, if it is a retry."""
+    rows = db.execute(f"SELECT {PLAY_COLUMNS}, queue_time FROM plays WHERE call_sid = ? ORDER BY id",
+                      [call_sid]).fetchall()
+    retried = queue_time is not None and any(row[5] == queue_time for row in rows)
+    logged = logged_answer(db, call_sid, queue_time) if retried else None
     call_rows = list(db.query(f"SELECT {', '.join(CALL_COLUMNS)} FROM calls WHERE call_sid = ?", [call_sid]))
     call_row = call_rows[0] if call_rows else None
-    return CallSoFar(plays, call_row["last_position_told"] if call_row else None), call_row
+    return CallSoFar(_plays(row[:5] for row in rows), call_row["last_position_told"] if call_row else None), \
+        call_row, logged
 
 
 def load_history(db, caller_key: str | None, call_sid: str, since: datetime,
@@ -161,8 +189,9 @@ def load_history(db, caller_key: str | None, call_sid: str, since: datetime,
 
 
 def load_inputs(db, call_sid: str, caller_key: str | None, queue_name: str, now: datetime,
-                cache: dict | None = None, simulated: bool = False) -> PolicyInputs:
-    """Everything decide() needs for one wait request. Raises NoHoldFlow for an unconfigured queue.
+                cache: dict | None = None, simulated: bool = False, queue_time: str | None = None) -> PolicyInputs:
+    """Everything decide() needs for one wait request, and the answer logged for it if it is a retry
+    (same CallSid and `queue_time`). Raises NoHoldFlow for an unconfigured queue.
 
     With `cache` (the webhook's, see catalog_cache) the catalog is read at most
     once per second; customers, issues and plays are always read fresh.
@@ -170,7 +199,7 @@ def load_inputs(db, call_sid: str, caller_key: str | None, queue_name: str, now:
     """
     queue_catalog = catalog.load_queue_catalog(db, queue_name, cache)
     queue = queue_catalog.queue
-    call, call_row = load_call(db, call_sid)
+    call, call_row, logged = load_call(db, call_sid, queue_time)
     caller = crm.load_caller(db, caller_key)
     since = now - timedelta(days=queue.promo_repeat_days)
     return PolicyInputs(
@@ -183,19 +212,11 @@ def load_inputs(db, call_sid: str, caller_key: str | None, queue_name: str, now:
         catalog=queue_catalog.segments,
         products=queue_catalog.products,
         call_row=call_row,
+        logged=logged,
     )
 
 
 # ---- writing answers ----------------------------------------------------------------------------
-
-class LoggedAnswer(NamedTuple):
-    """An answer as the play log holds it: enough to give it again."""
-    segment_id: str
-    kind: str
-    play_url: str | None
-    say_text: str | None
-    reason: str
-
 
 def logged_answer(db, call_sid: str, queue_time: str | None) -> LoggedAnswer | None:
     """The answer already given to this wait request (same CallSid and QueueTime), if any."""
@@ -243,7 +264,7 @@ def record_play(db, call_sid: str, caller_key: str, customer_id: str | None, que
         inserted = db.execute(
             "INSERT INTO plays (call_sid, caller, customer_id, queue, segment_id, kind, at, at_s, duration_s, "
             "reason, cause, queue_time, play_url, say_text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (call_sid, queue_time) WHERE queue_time IS NOT NULL DO NOTHING RETURNING id",
+            "ON CONFLICT (call_sid, queue_time) DO NOTHING RETURNING id",
             [call_sid, caller_key, customer_id, queue_name, segment.id, segment.kind, format_utc(at), at_s,
              segment.duration_s, decision.reason, decision.cause, queue_time, segment.play, segment.say]).fetchone()
         if inserted is None:  # another worker or host answered this request first

@@ -15,9 +15,9 @@ from app.storage.tables import (AUDIT_CHILD_TABLES, INDEXES, LATER_COLUMNS, LIBR
 
 __all__ = ["AUDIT_CHILD_TABLES", "MIGRATIONS", "migrate", "open_database", "pending", "primary_key"]
 
-# A retried wait request (same CallSid and QueueTime) must find the answer already given.
-PLAY_REQUEST_INDEX = ("CREATE UNIQUE INDEX IF NOT EXISTS plays_request ON plays (call_sid, queue_time) "
-                      "WHERE queue_time IS NOT NULL")
+# A retried wait request (same CallSid and QueueTime) must find the answer already given. The same
+# index serves reading a call's plays (NULL request keys, from before it, never collide).
+PLAY_REQUEST_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS plays_request ON plays (call_sid, queue_time)"
 POSTGRES_TYPES = {str: "text", int: "bigint", float: "double precision"}
 MIGRATION_LOCK = 7_426_001  # pg_advisory_xact_lock key: hosts starting together migrate in turn
 
@@ -103,6 +103,15 @@ def _message_library(db) -> None:
         db.execute(statement)
 
 
+def _one_call_index(db) -> None:
+    """Every index is one more write per answer: the request key's index (no longer partial) also
+    finds a call's plays, so the call_sid index goes, and the unused plays(at) with it."""
+    db.execute("DROP INDEX IF EXISTS plays_request")
+    db.execute(PLAY_REQUEST_INDEX)
+    db.execute("DROP INDEX IF EXISTS idx_plays_call_sid")
+    db.execute("DROP INDEX IF EXISTS idx_plays_at")
+
+
 # Ordered; each is safe on a new database (where the tables already have today's shape). Never
 # edit a released one: add the next.
 MIGRATIONS = [
@@ -114,6 +123,7 @@ MIGRATIONS = [
     (6, "queue setting agent_whisper", _add_later_columns),
     (7, "load order as a column", _load_order),
     (8, "message library", _message_library),
+    (9, "one play-log index for a call's plays and its wait requests", _one_call_index),
 ]
 
 

@@ -146,12 +146,10 @@ TIME_COLUMNS = {
 INDEXES = [
     ("customers", ["phone_e164"]),
     ("issues", ["customer_id"]),
-    ("plays", ["call_sid"]),
-    ("plays", ["caller", "at"]),
+    ("plays", ["caller", "at"]),  # a caller's latest answer (simulate's next call)
     ("plays", ["caller", "kind", "at"]),  # a frequent caller's promo history, across calls
     ("plays", ["segment_id", "at"]),  # /campaigns: a promo's plays in a window
     ("plays", ["cause", "at"]),  # /campaigns: answers where no promo could play, by cause
-    ("plays", ["at"]),
     ("play_skips", ["segment_id"]),
     ("recordings", ["call_sid"]),
     ("audits", ["path"]),
@@ -166,10 +164,6 @@ LIBRARY_INDEXES = [
     "CREATE INDEX IF NOT EXISTS idx_library_plays_heard_at ON library_plays (heard_at)",
     "CREATE INDEX IF NOT EXISTS idx_library_plays_audit_id ON library_plays (audit_id)",
 ]
-
-# A retried wait request (same CallSid and QueueTime) must find the answer already given.
-PLAY_REQUEST_INDEX = ("CREATE UNIQUE INDEX IF NOT EXISTS plays_request ON plays (call_sid, queue_time) "
-                      "WHERE queue_time IS NOT NULL")
 
 
 def primary_key(table: str) -> list[str]:

@@ -194,10 +194,10 @@ def wait():
             raise DatabaseBusy("the database was locked moments ago: not waiting on it again yet")
         db = playlog.webhook_db(current_app.config["HOLDGUARD_DB"])
         with playlog.decision_lock(db, caller_e164):
-            logged = playlog.logged_answer(db, call_sid, queue_time)
+            inputs = playlog.load_inputs(db, call_sid, caller_e164, queue_name, now, playlog.catalog_cache(),
+                                         simulating(), queue_time)
+            logged = inputs.logged
             if logged is None:
-                inputs = playlog.load_inputs(db, call_sid, caller_e164, queue_name, now, playlog.catalog_cache(),
-                                             simulating())
                 decision = decide(inputs.caller, inputs.call, inputs.history, inputs.queue, inputs.catalog,
                                   queue_data, now, inputs.products)
                 logged = playlog.record_play(db, call_sid, caller_key, _customer_id(inputs), queue_name, decision,
