@@ -357,4 +357,6 @@ def recent_promo_plays(db, caller: str | None, limit: int) -> list[dict]:
         where += " and caller = ?"
         params.append(caller)
     return list(db.query(f"select at, caller, queue, call_sid, segment_id, at_s from plays where {where} "
-                         f"order by at desc, id desc limit ?", params + [limit]))
+                         # newest first by id: it grows as answers are logged, and the table is kept
+                         # in its order, so the latest promos are found without an index on `at`
+                         f"order by id desc limit ?", params + [limit]))
