@@ -195,7 +195,7 @@ def main() -> None:
     verdict = "within" if ratio <= P99_TARGET_RATIO else "OVER"
     print(f"p99 ratio wait/static: {ratio:.2f}x ({verdict} the {P99_TARGET_RATIO}x target)")
     print(f"fallback answers during the run: {fallbacks} (0 means every answer went through the policy); "
-          f"WAL {wal_mb:.1f} MB at the end (SQLite's automatic checkpoints)")
+          f"WAL {wal_mb:.1f} MB at the end (checkpointed in the background)")
 
 
 if __name__ == "__main__":
