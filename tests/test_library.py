@@ -267,3 +267,21 @@ def test_two_worker_processes_finding_one_message_at_once_store_one_entry(db, fl
     plays = {row["text"]: row["plays"] for row in library_store.fleet_view(db, "2000-01-01T00:00:00Z",
                                                                            "2100-01-01T00:00:00Z")}
     assert sorted(plays.values()) == [1, 3, 4]  # tip 1; promo 2 + 1; reassurance 2 + 2
+
+
+@pytest.mark.slow
+def test_no_library_hears_afresh_and_leaves_the_library_alone(flow_holds, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from app.cli import main
+
+    database = tmp_path / "cli.db"
+    runner = CliRunner()
+    first = flow_holds[0].path
+    afresh = runner.invoke(main, ["audit", str(first), "--no-library", "--format", "json", "--db", str(database)])
+    assert afresh.exit_code == 0, afresh.output
+    assert connect(database)["library_messages"].count == 0
+    learned = runner.invoke(main, ["audit", str(first), "--format", "json", "--db", str(database)])
+    assert learned.exit_code == 0, learned.output
+    assert connect(database)["library_messages"].count == 2  # the promo and the reassurance
+    assert json.loads(afresh.output)["findings"] == json.loads(learned.output)["findings"]

@@ -160,8 +160,12 @@ def _write_atomically(path: Path, text: str) -> Path:
               help="Run the batch on Ray: a local Ray started for this run, or the cluster at ADDRESS "
                    "(host:port, ray://host:port, auto; default $RAY_ADDRESS when set). Every node needs "
                    "holdguard installed; recordings are sent to the workers, results stored here.")
+@click.option("--library/--no-library", default=True, show_default=True,
+              help="Match speech against the message library first, so only speech never heard before goes "
+                   "to Whisper (and joins the library). --no-library hears every recording afresh and leaves "
+                   "the library as it is.")
 @db_option
-def audit_paths(paths, context_file, fmt, out, engine, model, jobs, ray_address, db_path):
+def audit_paths(paths, context_file, fmt, out, engine, model, jobs, ray_address, library, db_path):
     """Audit hold recordings: what was played, how often, and what went wrong.
 
     PATH is an audio file (wav incl. 8 kHz mu-law, mp3, flac, ogg) or a folder of
@@ -199,7 +203,7 @@ def audit_paths(paths, context_file, fmt, out, engine, model, jobs, ray_address,
                      desc="audit") as progress:
             results, failed = audit_batch(files, db, engine=engine, model=model, context_file=context_file,
                                           jobs=min(jobs or default_jobs(len(files)), len(files)), progress=progress,
-                                          runner=runner)
+                                          runner=runner, library=library)
         failures += failed
     batch = len(files) + len(missing) > 1
     for path in write_reports(results, failures, fmt, out, batch):
