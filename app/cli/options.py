@@ -2,7 +2,8 @@
 import click
 import phonenumbers
 
-from app.storage.connect import DATABASE_ERRORS, DatabaseMissing, UnsupportedDatabase, describe, open_existing
+from app.storage.connect import (DATABASE_ERRORS, DatabaseMissing, UnsupportedDatabase, describe, one_line,
+                                 open_existing)
 from app.storage.schema import open_database
 
 
@@ -54,5 +55,4 @@ def writable_db(db_path: str):
 
 def unusable(db_path: str, error: Exception) -> str:
     """One line: which database, and why it cannot be used."""
-    reason = " ".join(str(error).split()) or type(error).__name__
-    return f"{describe(db_path)}: not a usable database ({reason})"
+    return f"{describe(db_path)}: not a usable database ({one_line(error)})"

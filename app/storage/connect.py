@@ -137,6 +137,11 @@ def _sqlite_transaction(db):
     conn.execute("COMMIT")
 
 
+def one_line(error: Exception) -> str:
+    """A database error on one line (psycopg's run over several), for messages and pages."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def is_unavailable(error: Exception) -> bool:
     """The database did not answer in time: a lock held too long, a statement cut off, no free
     connection, a server down or unreachable."""

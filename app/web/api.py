@@ -28,7 +28,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from app.core.customers import (CustomerRecord, InvalidRecord, IssueOwnerConflict, checked, customer_record,
                                 issue_record, parse_customer_id)
 from app.core.models import CustomerBody, IssueBody, IssuePatch, ProductsBody, storable
-from app.storage.connect import DatabaseMissing, transaction
+from app.storage.connect import DatabaseMissing, one_line, transaction
 from app.storage.crm import (close_issue, customer_exists, customer_view, get_issue, now_text, save_customer,
                              save_issue, update_issue)
 from app.web.db import get_db
@@ -94,8 +94,7 @@ def _no_database(exc: DatabaseMissing):
 @bp.errorhandler(psycopg.OperationalError)
 def _database_busy(exc: Exception):
     """Busy, locked, down or unreachable: the CRM may retry; nothing was half-written."""
-    reason = " ".join(str(exc).split()) or type(exc).__name__
-    response = _error(503, f"database unavailable: {reason}; retry shortly")
+    response = _error(503, f"database unavailable: {one_line(exc)}; retry shortly")
     response.headers["Retry-After"] = "1"
     return response
 

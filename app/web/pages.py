@@ -35,7 +35,7 @@ from app.core.suppression import suppression_csv
 from app.core.times import format_utc, parse_utc
 from app.storage import audits as store, playlog
 from app.storage.catalog import load_catalog
-from app.storage.connect import DatabaseMissing
+from app.storage.connect import DatabaseMissing, one_line
 from app.storage.crm import customer_names, open_issue_summaries, suppression_rows
 from app.web.db import get_db
 from app.web.simulate import AdhocCaller, SimulateError, simulate_call
@@ -168,7 +168,7 @@ def error_page(error):
 @bp.app_errorhandler(psycopg.OperationalError)
 def database_unavailable(error):
     """A page whose database is missing, locked, down or unreachable says so (503), not 500."""
-    reason = " ".join(str(error).split()) or type(error).__name__
+    reason = one_line(error)
     response = make_response(render_template("pages/error.html", code=503, title="Database unavailable",
                                              message=f"The database cannot be read right now: {reason}. "
                                                      "Try again shortly."), 503)
