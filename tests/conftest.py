@@ -5,6 +5,7 @@ a SQLite file and on a PostgreSQL database of a private server started for the r
 (tests/pg_server.py). `db_path` is where the database is: a file path, or a postgresql:// URL.
 Tests of what only SQLite has (a file to corrupt, WAL, its locks) are marked `sqlite_only`.
 """
+import os
 import uuid
 
 import pytest
@@ -87,6 +88,20 @@ def runner(db_path, monkeypatch):
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
     monkeypatch.setenv("PUBLIC_BASE_URL", BASE_URL)
     return CliRunner()
+
+
+@pytest.fixture(scope="module")
+def fresh_cache(tmp_path_factory):
+    """A Whisper cache dir of the module's own (HOLDGUARD_CACHE_DIR), so joining and converting
+    weights really happen in this test run."""
+    cache = tmp_path_factory.mktemp("holdguard-cache")
+    previous = os.environ.get("HOLDGUARD_CACHE_DIR")
+    os.environ["HOLDGUARD_CACHE_DIR"] = str(cache)
+    yield cache
+    if previous is None:
+        del os.environ["HOLDGUARD_CACHE_DIR"]
+    else:
+        os.environ["HOLDGUARD_CACHE_DIR"] = previous
 
 
 def sign(path: str, params: dict, token: str = AUTH_TOKEN) -> str:

@@ -1,6 +1,5 @@
 """Whisper base, offline from its two PyPI packages: joined once, loaded by both engines, same text."""
 import json
-import os
 
 import pytest
 
@@ -9,19 +8,6 @@ from audits.transcribe import load_engine
 from tests.speech import speak
 
 PROMO = "Upgrade to the brand new Galaxy S7 today and get fifty percent off your first three months."
-
-
-@pytest.fixture(scope="module")
-def fresh_cache(tmp_path_factory):
-    """A cache dir of our own, so the join and the conversion really happen in this test run."""
-    cache = tmp_path_factory.mktemp("holdguard-cache")
-    previous = os.environ.get("HOLDGUARD_CACHE_DIR")
-    os.environ["HOLDGUARD_CACHE_DIR"] = str(cache)
-    yield cache
-    if previous is None:
-        del os.environ["HOLDGUARD_CACHE_DIR"]
-    else:
-        os.environ["HOLDGUARD_CACHE_DIR"] = previous
 
 
 def test_base_parts_are_joined_once_into_a_complete_folder(fresh_cache):

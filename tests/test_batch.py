@@ -104,21 +104,29 @@ def spawned_workers() -> list[int]:
     return pids
 
 
-def test_a_worker_that_dies_costs_no_recording_but_its_own(recordings, tmp_path):
+def killing_the_first(find_pids, *, within_s: float, settle_s: float = 0.0, poll_s: float = 0.05):
+    """A started thread that SIGKILLs the first process `find_pids()` names (after `settle_s`), and
+    the list it records the pid in; join the thread after the run."""
     killed = []
 
-    def kill_the_first_worker():
-        deadline = time.monotonic() + 60
+    def kill_the_first():
+        deadline = time.monotonic() + within_s
         while not killed and time.monotonic() < deadline:
-            for pid in spawned_workers():
-                time.sleep(1.0)  # loading its model or auditing: either way its recording is in flight
+            for pid in find_pids():
+                time.sleep(settle_s)
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
                 return
-            time.sleep(0.05)
+            time.sleep(poll_s)
 
-    killer = threading.Thread(target=kill_the_first_worker)
+    killer = threading.Thread(target=kill_the_first)
     killer.start()
+    return killer, killed
+
+
+def test_a_worker_that_dies_costs_no_recording_but_its_own(recordings, tmp_path):
+    # settle: loading its model or auditing, either way its recording is in flight
+    killer, killed = killing_the_first(spawned_workers, within_s=60, settle_s=1.0)
     result = audit(tmp_path / "crash.db", recordings, "--jobs", "2")
     killer.join()
     assert killed, "no worker process was seen"

@@ -1,19 +1,17 @@
 """The live hold view and one call's page: /live.json's shape, who is on hold when, /calls/<CallSid>, the
 links to it, the pages' access rule; and /live in a real Chromium as a call comes and goes."""
-import threading
 from contextlib import closing
 from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from app import create_app
 from app.storage import audits as store, live
 from app.storage.connect import connect
 from conftest import AUTH_TOKEN, BASE_URL, sign
 from test_agent_whisper import QUEUE_SID, call_sid, load_flow
-from test_browser import browser  # noqa: F401 (the fixture)
+from test_browser import browser, serve_in_thread  # noqa: F401 (the fixture)
 from test_pages import audit_result
 from test_personas import DANA, NIA, insert_demo_customers
 
@@ -220,12 +218,7 @@ def test_the_whisper_webhook_is_not_behind_the_pages_rule(demo, twilio):
 @pytest.fixture
 def live_server(demo):
     """The app on 127.0.0.1, a free port, in a thread; stopped after the test."""
-    server = make_server("127.0.0.1", 0, demo, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
+    yield from serve_in_thread(demo)
 
 
 def test_live_page_in_chromium_shows_a_call_while_on_hold_and_drops_it_after_its_queue_result(

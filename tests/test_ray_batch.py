@@ -4,9 +4,6 @@ Real generated holds, the real faster-whisper engine in real Ray worker actors, 
 Each run starts its own local Ray and stops it; the fixture below stops any Ray still up, even after a failure.
 """
 import json
-import os
-import signal
-import threading
 import time
 from pathlib import Path
 
@@ -16,7 +13,7 @@ from app.storage import audits as store
 from app.storage.connect import connect
 from app.storage.tables import AUDIT_CHILD_TABLES
 from tests.audio_fixtures import make_hold
-from tests.test_batch import OWNER, audit, database_with_the_demo_flow
+from tests.test_batch import OWNER, audit, database_with_the_demo_flow, killing_the_first
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -111,19 +108,7 @@ def test_a_killed_worker_costs_no_recording_and_none_is_stored_twice(recordings,
     saved = []
     save = store.save
     monkeypatch.setattr(store, "save", lambda db, result, **kw: saved.append(result.recording) or save(db, result, **kw))
-    killed = []
-
-    def kill_the_first_worker_auditing():
-        deadline = time.monotonic() + 120
-        while not killed and time.monotonic() < deadline:
-            for pid in ray_workers_auditing():
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-                return
-            time.sleep(0.02)
-
-    killer = threading.Thread(target=kill_the_first_worker_auditing)
-    killer.start()
+    killer, killed = killing_the_first(ray_workers_auditing, within_s=120, poll_s=0.02)
     result = audit(tmp_path / "crash.db", recordings, "--jobs", "2", "--ray")
     killer.join()
     assert killed, "no Ray worker was seen auditing"

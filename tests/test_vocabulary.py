@@ -17,6 +17,7 @@ from audits.classify import CatalogMessage, mentions
 from audits.spool import spool
 from audits.transcribe import echoes_prompt, shared_engine, vocabulary_prompt
 from tests.audio_fixtures import DEMO_MESSAGES, make_hold
+from tests.test_fingerprint import loop_hold  # noqa: F401 (the fixture: the promo misheard on one play)
 
 pytestmark = pytest.mark.slow
 
@@ -33,16 +34,6 @@ def rules(result) -> list[str]:
 
 
 # ---------------------------------------------------------------- more than one hearing
-
-@pytest.fixture(scope="module")
-def loop_hold(tmp_path_factory):
-    """The Galaxy S7 promo twice (and once re-recorded), reassurance four times: as in test_fingerprint."""
-    return make_hold(tmp_path_factory.mktemp("loop"), [
-        "music 3", "say galaxy-upgrade", "music 3", "say thanks-patience", "music 3", "say thanks-patience",
-        "silence 31", "music 2", "say galaxy-upgrade", "music 3", "say thanks-patience", "music 3",
-        "say galaxy-upgrade voice=en-us+f3 speed=130 pitch=60", "music 3", "say thanks-patience", "music 2"],
-        name="loop", seed=22)
-
 
 def test_a_product_misheard_on_one_play_and_heard_on_another_raises_the_finding(loop_hold):
     """No catalog, no vocabulary prompt: only the caller owns a Galaxy S7. tiny.en hears one play of the

@@ -1,7 +1,6 @@
 """The packaged CTranslate2 tiny.en converts once into an openai-whisper checkpoint that loads and is cached."""
 import base64
 import gzip
-import os
 
 import numpy as np
 import pytest
@@ -14,19 +13,6 @@ from audits.weights import ModelError
 
 TINY_EN_DIMS = {"n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": 384, "n_audio_head": 6, "n_audio_layer": 4,
                 "n_vocab": 51864, "n_text_ctx": 448, "n_text_state": 384, "n_text_head": 6, "n_text_layer": 4}
-
-
-@pytest.fixture(scope="module")
-def fresh_cache(tmp_path_factory):
-    """A cache dir of our own, so the first conversion really happens in this test run."""
-    cache = tmp_path_factory.mktemp("holdguard-cache")
-    previous = os.environ.get("HOLDGUARD_CACHE_DIR")
-    os.environ["HOLDGUARD_CACHE_DIR"] = str(cache)
-    yield cache
-    if previous is None:
-        del os.environ["HOLDGUARD_CACHE_DIR"]
-    else:
-        os.environ["HOLDGUARD_CACHE_DIR"] = previous
 
 
 @pytest.fixture(scope="module")
