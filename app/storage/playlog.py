@@ -53,7 +53,8 @@ def webhook_db(url) -> sqlite_utils.Database:
     that fails (another process holds the lock) this request fails (music) and
     the next one tries again.
     """
-    identity = (str(url), _file_identity(url))
+    path = _sqlite_file(str(url))  # None for PostgreSQL
+    identity = (str(url), _file_identity(path))
     cached = getattr(_per_thread, "db", None)
     if cached is None or cached[0] != identity:
         discard_webhook_db()
@@ -68,15 +69,14 @@ def webhook_db(url) -> sqlite_utils.Database:
             db.close()
             raise
         cached = _per_thread.db = (identity, db, {})
-    if cached[1].dialect == "sqlite":
-        keep_checkpointed(_sqlite_file(str(url)))
+    if path is not None:
+        keep_checkpointed(path)
     return cached[1]
 
 
-def _file_identity(url) -> tuple[int, int] | None:
+def _file_identity(path: str | None) -> tuple[int, int] | None:
     """Which file a SQLite path names now: a replaced or deleted database is reopened, not served
     from the old file's open handle. None for PostgreSQL (and for a missing file)."""
-    path = _sqlite_file(str(url))
     if path is None:
         return None
     try:
