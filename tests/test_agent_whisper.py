@@ -284,12 +284,12 @@ def test_a_crowded_hold_still_fits_in_twelve_seconds_keeping_name_worst_issue_an
 
 def test_heard_so_far_counts_what_matters():
     heard = heard_so_far([play("outage", "notice"), play("music-1", "music", duration_s=45),
-                          play("wait-announcement", "announcement"), play("galaxy-upgrade", "promo"),
+                          play("wait-announcement", "wait"), play("galaxy-upgrade", "promo"),
                           play("thanks", "reassurance"), play("tip-billing", "tip"), play("thanks", "reassurance")],
                          [GALAXY])
     assert heard.notices == ("outage",) and heard.tips == ("tip-billing",)
     assert [(p.segment_id, p.products) for p in heard.promos] == [("galaxy-upgrade", ("Galaxy S7",))]
-    assert (heard.reassurances, heard.announcements, heard.music_s) == (2, 1, 45)
+    assert (heard.reassurances, heard.waits, heard.music_s) == (2, 1, 45)
 
 
 # ---- the queue setting in the database --------------------------------------------------------------

@@ -94,8 +94,8 @@ def test_live_json_shape_with_a_caller_on_hold(demo, twilio):
     assert (call["call_sid"], call["caller"], call["customer_id"], call["name"], call["queue"]) == \
         (call_sid(1), DANA, "C-1001", "Dana Reyes", "support")
     assert call["open_issues"] == [{"id": "CASE-1042", "severity": "high", "summary": "test issue"}]
-    assert call["heard"] == {"notices": ["outage-northeast"], "promos": [], "reassurances": 0, "announcements": 1,
-                             "tips": [], "music_s": 90.0}
+    assert call["heard"] == {"notices": ["outage-northeast"], "promos": [], "reassurances": 0, "waits": 1,
+                             "tips": [], "music_s": 90.0, "announcements": 1}  # the deprecated name of waits
     assert 30 <= call["waited_s"] < 40  # the last answer's QueueTime (30 s) and the moments since
     assert call["last_answer"]["kind"] == "music" and call["last_answer"]["reason"].startswith("music:")
     assert call["url"] == f"/calls/{call_sid(1)}"

@@ -88,7 +88,7 @@ def catalogs(draw) -> list[Segment]:
 @st.composite
 def plays(draw, ids=st.sampled_from([f"{kind}-{n}" for kind in KINDS for n in range(6)] + ["wait-announcement"])):
     segment_id = draw(ids)
-    kind = "announcement" if segment_id == "wait-announcement" else segment_id.rsplit("-", 1)[0]
+    kind = "wait" if segment_id == "wait-announcement" else segment_id.rsplit("-", 1)[0]
     return Play(segment_id, kind, draw(moments), draw(st.floats(0, 3600, allow_nan=False)), draw(durations_s))
 
 

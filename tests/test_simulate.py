@@ -37,6 +37,18 @@ def test_json_shape_is_exactly_the_contract(runner, demo_db):
     assert {"promo_plays", "promo_share"} <= set(result["summary"])
 
 
+def test_the_wait_announcement_has_one_name_the_audits_category(demo_db):
+    """kind `wait` in the timeline and the play log, as an audit classifies the same message;
+    `announcement_plays` stays one release as the deprecated name of `wait_plays`."""
+    result = simulate_call(demo_db, caller_phone=DANA, minutes=45)
+
+    waits = [play for play in result["timeline"] if play["segment_id"] == "wait-announcement"]
+    assert waits and {play["kind"] for play in waits} == {"wait"}
+    assert result["summary"]["wait_plays"] == result["summary"]["announcement_plays"] == len(waits)
+    kinds = {row[0] for row in connect(demo_db).execute("select distinct kind from plays")}
+    assert "wait" in kinds and "announcement" not in kinds
+
+
 def test_queue_time_grows_by_each_answer_and_the_call_ends_bridged(demo_db):
     result = simulate_call(demo_db, caller_phone=DANA, minutes=30)
 

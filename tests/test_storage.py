@@ -160,6 +160,8 @@ insert into plays values (1, 'CA1', '+15555550102', 'C-1', 'support', 'music-1',
                           '2026-11-24T08:37:30.251Z', 0, 45, 'music: the hold has just begun');
 insert into plays values (2, 'CA1', '+15555550102', 'C-1', 'support', 'music-1', 'music',
                           'not a time', 45, 45, 'music: promo skipped: open issue I-1 (high)');
+insert into plays values (3, 'CA1', '+15555550102', 'C-1', 'support', 'wait-announcement', 'announcement',
+                          '2026-11-24T08:39:00Z', 90, 8, 'wait announcement: position 3');
 """
 
 
@@ -176,7 +178,9 @@ def test_an_old_database_is_migrated_in_place_keeping_every_row(tmp_path, runner
     db = connect(path)
     assert [r[0] for r in db.execute("select version from schema_migrations order by version")] == \
         [version for version, _, _ in MIGRATIONS]
-    assert db.execute("select at from plays order by id").fetchall() == [("2026-11-24T08:37:30Z",), (None,)]
+    assert db.execute("select at from plays order by id").fetchall() == \
+        [("2026-11-24T08:37:30Z",), (None,), ("2026-11-24T08:39:00Z",)]
+    assert [r[0] for r in db.execute("select kind from plays order by id")] == ["music", "music", "wait"]
     assert db["calls"].get("CA1")["started_at"] == "2026-11-24T08:37:30Z"
     assert db["issues"].get("I-1")["opened_at"] == "2026-11-20T09:12:00Z"  # +01:00 -> UTC
     assert {"cause", "queue_time", "play_url", "say_text"} <= set(db["plays"].columns_dict)
@@ -299,6 +303,19 @@ def test_a_flow_alias_naming_two_products_is_refused():
 
     with pytest.raises(FlowError, match="alias 'S7' already names product 'Galaxy S7'"):
         parse_flow(FLOW + '\n[product."Galaxy S8"]\naliases = ["S7"]\n')
+
+
+def test_a_wait_announcement_logged_by_a_host_not_yet_upgraded_counts_as_wait(db_path):
+    """While a fleet upgrades host by host, an old host still logs kind `announcement`: the
+    policy on a new host must see it as the wait announcement it is (or it would speak again early)."""
+    from app.storage.playlog import load_call
+
+    db = open_database(db_path)
+    db["plays"].insert({"call_sid": "CA1", "caller": "+15555550102", "queue": "support",
+                        "segment_id": "wait-announcement", "kind": "announcement", "at": "2026-11-24T08:39:00Z",
+                        "at_s": 90.0, "duration_s": 8.0, "reason": "wait announcement: position 3"})
+    call, _, _ = load_call(db, "CA1")
+    assert [play.kind for play in call.plays] == ["wait"]
 
 
 def test_aliases_are_stored_with_the_catalog(db_path):

@@ -95,7 +95,7 @@ def test_a_call_unfolds_over_requests_and_remembers_the_position_told(demo, twil
         row = plays(db_path)[-1]
         kinds.append(row["kind"])
         queue_time_s += int(row["duration_s"])
-    assert kinds == ["notice", "music", "announcement", "music"]
+    assert kinds == ["notice", "music", "wait", "music"]
     assert connect(db_path)["calls"].get(CALL["CallSid"])["last_position_told"] == 5
 
 
@@ -265,7 +265,7 @@ def test_bad_customer_data_answers_queue_music_and_logs_the_fault(demo, db_path,
 
 def test_an_issue_opened_mid_call_suppresses_promos_on_the_next_request(demo, twilio_post, db_path):
     queue_time_s = 0
-    for _ in range(4):  # notice, music, announcement, music: a promo would come next
+    for _ in range(4):  # notice, music, wait, music: a promo would come next
         twilio_post(WAIT, wait_params(queue_time_s))
         queue_time_s += int(plays(db_path)[-1]["duration_s"])
     insert_customer(db_path, "C-1003", NIA, issues=[("CASE-2001", "medium")])

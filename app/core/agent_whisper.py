@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Mapping, Sequence
 
-from app.core.policy import Caller, Play, Segment, severity_rank
+from app.core.policy import WAIT_KIND, Caller, Play, Segment, severity_rank
 from app.core.products import NO_ALIASES, ProductNames
 
 WHISPER_MAX_S = 12.0
@@ -51,7 +51,7 @@ class HeardSoFar:
     notices: tuple[str, ...] = ()
     promos: tuple[HeardPromo, ...] = ()
     reassurances: int = 0
-    announcements: int = 0
+    waits: int = 0  # wait announcements
     tips: tuple[str, ...] = ()
     music_s: float = 0.0
 
@@ -62,7 +62,7 @@ def heard_so_far(plays: Sequence[Play], catalog: Iterable[Segment] | Mapping[str
     segments = catalog if isinstance(catalog, Mapping) else {segment.id: segment for segment in catalog}
     owned = {products.key(product): product for product in (caller.products if caller else ())}
     notices, tips, promos = [], [], []
-    reassurances = announcements = 0
+    reassurances = waits = 0
     music_s = 0.0
     for play in plays:
         if play.kind == "notice" and play.segment_id not in notices:
@@ -75,11 +75,11 @@ def heard_so_far(plays: Sequence[Play], catalog: Iterable[Segment] | Mapping[str
                                      tuple(owned[products.key(p)] for p in sold if products.key(p) in owned)))
         elif play.kind == "reassurance":
             reassurances += 1
-        elif play.kind == "announcement":
-            announcements += 1
+        elif play.kind == WAIT_KIND:
+            waits += 1
         elif play.kind == "music":
             music_s += play.duration_s
-    return HeardSoFar(tuple(notices), tuple(promos), reassurances, announcements, tuple(tips), music_s)
+    return HeardSoFar(tuple(notices), tuple(promos), reassurances, waits, tuple(tips), music_s)
 
 
 def waited_s(plays: Sequence[Play], now: datetime, queue_time_s: float | None = None) -> float | None:

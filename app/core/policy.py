@@ -45,8 +45,10 @@ from typing import NamedTuple
 from app.core.products import NO_ALIASES, ProductNames
 
 KINDS = ("music", "promo", "reassurance", "notice", "tip")
-# Kinds the policy makes up itself (not catalog segments); they appear in the play log.
-ANNOUNCEMENT_KIND = "announcement"
+# The kind the policy makes up itself (not a catalog segment) for a spoken wait / position: the
+# audit's category for the same message, so the play log, simulate, /live and audits share one name.
+WAIT_KIND = "wait"
+KIND_WORDS = {WAIT_KIND: "wait announcement"}  # a kind as a reason's words, where the kind alone is terse
 SEVERITIES = ("low", "medium", "high", "critical")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 
@@ -191,7 +193,7 @@ def decide(caller: Caller | None, call: CallSoFar, history: tuple[Play, ...] | l
 
     last_play = call.plays[-1] if call.plays else None
     if last_play is not None and last_play.kind != "music":
-        return music_decision(queue, segments, call, f"music: a pause after the {last_play.kind}")
+        return music_decision(queue, segments, call, f"music: a pause after the {KIND_WORDS.get(last_play.kind, last_play.kind)}")
 
     announcement = _wait_announcement(call, queue, queue_data, hold_s)
     if announcement is not None:
@@ -275,7 +277,7 @@ def _wait_announcement(call: CallSoFar, queue: QueueSettings, queue_data: QueueD
                        hold_s: float) -> Decision | None:
     if queue.wait_announce_every_s <= 0:
         return None
-    since_s = _since_last_s(call, ANNOUNCEMENT_KIND, hold_s)
+    since_s = _since_last_s(call, WAIT_KIND, hold_s)
     if since_s is not None and since_s < queue.wait_announce_every_s:
         return None
 
@@ -304,7 +306,7 @@ def _wait_announcement(call: CallSoFar, queue: QueueSettings, queue_data: QueueD
     if not sentences:
         return None
     text = " ".join(sentences)
-    segment = Segment(ANNOUNCEMENT_ID, ANNOUNCEMENT_KIND, spoken_duration_s(text), say=text)
+    segment = Segment(ANNOUNCEMENT_ID, WAIT_KIND, spoken_duration_s(text), say=text)
     return Decision(segment, "wait announcement: " + "; ".join(notes), position_told=told)
 
 

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import sqlite_utils
 
-from app.core.policy import Caller, CallSoFar, Decision, Play, QueueSettings, Segment, promo_block
+from app.core.policy import WAIT_KIND, Caller, CallSoFar, Decision, Play, QueueSettings, Segment, promo_block
 from app.core.products import ProductNames
 from app.core.times import format_utc
 from app.storage import catalog, crm
@@ -153,10 +153,16 @@ PLAY_COLUMNS = "segment_id, kind, at, at_s, duration_s"
 CALL_COLUMNS = ("caller", "customer_id", "queue", "last_position_told")
 
 
+# Kinds older releases wrote: migration 10 renames stored rows, and this reads the rows a host not
+# yet upgraded may still write while a fleet upgrades one host at a time.
+OLD_KINDS = {"announcement": WAIT_KIND}
+
+
 def _plays(rows) -> tuple[Play, ...]:
     """Plays from rows of PLAY_COLUMNS. Times are in the stored form, which fromisoformat reads as
     it is (a call's every play is read on each of its wait requests: parse_utc's checks add up)."""
-    return tuple(Play(segment_id, kind, datetime.fromisoformat(at), at_s or 0.0, duration_s or 0.0)
+    return tuple(Play(segment_id, OLD_KINDS.get(kind, kind), datetime.fromisoformat(at), at_s or 0.0,
+                      duration_s or 0.0)
                  for segment_id, kind, at, at_s, duration_s in rows)
 
 

@@ -112,6 +112,12 @@ def _one_call_index(db) -> None:
     db.execute("DROP INDEX IF EXISTS idx_plays_at")
 
 
+def _one_wait_name(db) -> None:
+    """The policy's wait announcement is kind `wait`, the audit's category for the same message
+    (it was `announcement`): one name in the play log, simulate, /live and audits."""
+    db.execute("UPDATE plays SET kind = 'wait' WHERE kind = 'announcement'")
+
+
 # Ordered; each is safe on a new database (where the tables already have today's shape). Never
 # edit a released one: add the next.
 MIGRATIONS = [
@@ -124,6 +130,8 @@ MIGRATIONS = [
     (7, "load order as a column", _load_order),
     (8, "message library", _message_library),
     (9, "one play-log index for a call's plays and its wait requests", _one_call_index),
+    (10, "the wait announcement's kind is wait", _one_wait_name),
+    (11, "transcript confidence of audit messages", _add_later_columns),
 ]
 
 

@@ -40,8 +40,9 @@ def heard_json(heard: HeardSoFar) -> dict:
     return {"notices": list(heard.notices),
             "promos": [{"segment_id": promo.segment_id, "products": list(promo.products), "owned": list(promo.owned)}
                        for promo in heard.promos],
-            "reassurances": heard.reassurances, "announcements": heard.announcements, "tips": list(heard.tips),
-            "music_s": round(heard.music_s, 1)}
+            "reassurances": heard.reassurances, "waits": heard.waits, "tips": list(heard.tips),
+            "music_s": round(heard.music_s, 1),
+            "announcements": heard.waits}  # the deprecated name of "waits", kept for one release
 
 
 def _issues_json(caller) -> list[dict]:

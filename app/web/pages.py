@@ -387,9 +387,8 @@ def campaigns_page():
 # ---- /flows -----------------------------------------------------------------------------------
 
 SIMULATION_MINUTES_MAX = 240
-# The play log's kinds as the timeline picture's message categories.
-KIND_CATEGORIES = {"promo": "promo", "reassurance": "reassurance", "announcement": "wait",
-                   "notice": "notice", "tip": "tip"}
+# The play log's kinds are the audit's message categories (music has none in the timeline picture).
+KIND_CATEGORIES = {kind: kind for kind in ("promo", "reassurance", "wait", "notice", "tip")}
 
 
 class FormError(ValueError):

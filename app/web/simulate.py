@@ -30,7 +30,7 @@ from twilio.request_validator import RequestValidator
 
 from app.core.config import load_config
 from app.core.phones import to_e164
-from app.core.policy import Caller, Issue
+from app.core.policy import WAIT_KIND, Caller, Issue
 from app.core.times import format_utc, parse_utc
 from app.storage import playlog
 from app.storage.catalog import load_catalog, save_catalog
@@ -287,7 +287,8 @@ def _summary(timeline: list[dict], causes: list[str | None], hold_s: float, queu
         "promo_share": round(promo_s / hold_s, 4) if hold_s else 0.0,
         "promos": [play["segment_id"] for play in timeline if play["kind"] == "promo"],
         "notice_plays": count("notice"),
-        "announcement_plays": count("announcement"),
+        "wait_plays": count(WAIT_KIND),
+        "announcement_plays": count(WAIT_KIND),  # deprecated name of wait_plays, kept for one release
         "reassurance_plays": count("reassurance"),
         "tip_plays": count("tip"),
         "music_s": seconds("music"),
@@ -313,6 +314,6 @@ def format_timeline(result: dict) -> str:
                      f"{play['duration_s']:>7g}s  {play['reason']}")
     lines.append(f"{summary['answers']} answers over {summary['hold_s'] / 60:.1f} min: "
                  f"{summary['promo_plays']} promo(s) ({summary['promo_share']:.1%} of the hold), "
-                 f"{summary['notice_plays']} notice(s), {summary['announcement_plays']} wait announcement(s), "
+                 f"{summary['notice_plays']} notice(s), {summary['wait_plays']} wait announcement(s), "
                  f"{summary['reassurance_plays']} reassurance(s), {summary['tip_plays']} tip(s)")
     return "\n".join(lines)

@@ -113,7 +113,7 @@ def read_answer(twiml: bytes, expect: Expectations):
     segment = expect.by_text.get(text)
     if segment is not None:
         return segment.kind, segment, segment.duration_s
-    return "announcement", None, spoken_duration_s(text)  # made up by the policy: position / wait
+    return "wait", None, spoken_duration_s(text)  # made up by the policy: position / wait
 
 
 # ---- one phase ------------------------------------------------------------------------------------
