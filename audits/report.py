@@ -13,6 +13,7 @@ inlined, an inline SVG timeline, no scripts, no external assets.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from html import escape
 from pathlib import PurePath
@@ -103,29 +104,83 @@ MESSAGE_HEADERS = ["Id", "Category", "Plays", "Played at", "Products", "Text"]
 
 def message_rows(result: AuditResult) -> list[list[str]]:
     return [[m.id, m.category, str(m.plays), times(m.play_times_s),
-             ", ".join(product_shown(m.text, p) for p in m.products) or "–", text_shown(m)]
+             ", ".join(heard.shown() for heard in products_heard(m)) or "–", text_shown(m)]
             for m in result.messages]
 
 
+def unsure(message) -> bool:
+    """Whether Whisper was unsure of the message's transcript (a reader should not trust every word)."""
+    return message.avg_logprob is not None and message.avg_logprob < LOW_CONFIDENCE_LOGPROB
+
+
+def confidence_note(message) -> str:
+    """ "low confidence: avg log-probability -0.80" for an unsure transcript, else ""."""
+    return f"low confidence: avg log-probability {message.avg_logprob:.2f}" if unsure(message) else ""
+
+
 def text_shown(message) -> str:
-    """The transcript, marked when Whisper was unsure of it (a reader should not trust every word)."""
-    if message.avg_logprob is not None and message.avg_logprob < LOW_CONFIDENCE_LOGPROB:
-        return f"{message.text} (low confidence: avg log-probability {message.avg_logprob:.2f})"
-    return message.text
+    """The transcript, marked when Whisper was unsure of it."""
+    return f"{message.text} ({confidence_note(message)})" if unsure(message) else message.text
 
 
-def product_shown(text: str, product: str) -> str:
-    """A product, with what this transcript heard instead when it does not name it ("heard 'Galaxy S
-    fan' → Galaxy S7"): the product came from another hearing or the hold flow's catalog."""
+@dataclass(frozen=True)
+class ProductHeard:
+    """A product of a message and where its transcript says it: `words` (a word range of text.split())
+    the name was matched from when the transcript does not spell it ("Galaxy S fan" -> Galaxy S7)."""
+    product: str
+    in_text: bool  # False: the product came from another play's hearing or the hold flow
+    words: tuple[int, int] | None = None  # [first, last) of text.split(), for a misheard name
+    heard: str = ""  # those words, as shown: "Galaxy S fan"
+
+    def shown(self) -> str:
+        if self.words is not None:
+            return f"heard '{self.heard}' → {self.product}"
+        if not self.in_text:
+            return f"{self.product} (not in this transcript: from another play or the hold flow)"
+        return self.product
+
+
+def products_heard(message) -> list[ProductHeard]:
+    """Each product of the message with how its transcript said it (see ProductHeard)."""
+    return [product_heard(message.text, product) for product in message.products]
+
+
+def product_heard(text: str, product: str) -> ProductHeard:
+    """How `text` says `product`: as spelled, misheard (the words from the name's first word, one more
+    than the name has: "Galaxy S fan" for Galaxy S7), or not at all."""
     if mentions(text, product):
-        return product
+        return ProductHeard(product, in_text=True)
     first, n_words = normalise(product).split()[0], len(product.split())
     words = text.split()
     for index, word in enumerate(words):
         if normalise(word) == first:
-            heard = " ".join(words[index:index + n_words + 1]).strip(".,;:!?")
-            return f"heard '{heard}' → {product}"
-    return f"{product} (not in this transcript: from another play or the hold flow)"
+            end = min(index + n_words + 1, len(words))
+            return ProductHeard(product, True, (index, end), " ".join(words[index:end]).strip(".,;:!?"))
+    return ProductHeard(product, in_text=False)
+
+
+def marked_text(message) -> Markup:
+    """The transcript as HTML for the report and the pages: each misheard product name in
+    <mark class="heard-as">, the whole in <span class="low-confidence"> with its note when Whisper was
+    unsure of it. Everything from the recording is escaped."""
+    words = message.text.split()
+    starts = {heard.words[0]: heard for heard in products_heard(message) if heard.words is not None}
+    pieces, index = [], 0
+    while index < len(words):
+        heard = starts.get(index)
+        if heard is None:
+            pieces.append(escape(words[index]))
+            index += 1
+            continue
+        first, last = heard.words
+        pieces.append(f'<mark class="heard-as" title="heard as {escape(heard.product)}">'
+                      f'{escape(" ".join(words[first:last]))}</mark>')
+        index = last
+    text = " ".join(pieces) or "(no usable transcript)"
+    if not unsure(message):
+        return Markup(text)
+    return Markup(f'<span class="low-confidence">{text}</span> '
+                  f'<span class="confidence-note">({escape(confidence_note(message))})</span>')
 
 
 TIMELINE_HEADERS = ["From", "To", "What", "Message"]
@@ -262,7 +317,10 @@ def _html_recording(result: AuditResult, anchor: str) -> dict:
     return {"anchor": anchor, "name": recording_name(result), "recording": result.recording,
             "summary": summary_line(result),
             "context": context_line(result), "timeline": Markup(timeline_svg(result)),
-            "findings": finding_rows(result), "messages": message_rows(result),
+            "findings": finding_rows(result),
+            # the text column as HTML: misheard names and unsure transcripts marked as on the pages
+            "messages": [row[:-1] + [marked_text(message)]
+                         for row, message in zip(message_rows(result), result.messages)],
             "strip": timeline_strip(result), "timeline_rows": timeline_rows(result)}
 
 

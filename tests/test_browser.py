@@ -135,3 +135,27 @@ def test_the_link_serve_prints_opens_the_pages_and_their_audio(token_server, bro
     assert page.locator("svg.timeline").is_visible()
     page.wait_for_function("document.getElementById('player').readyState >= 1")
     assert page.evaluate("document.getElementById('player').duration") == pytest.approx(HOLD_S, abs=0.1)
+
+
+def test_audit_page_in_chromium_marks_what_whisper_was_unsure_of(live_server, browser, db_path, tmp_path):
+    result = hold_audit(hold_wav(tmp_path / "hold.wav"))
+    (promo,) = result.messages
+    promo.text, promo.avg_logprob = "Up, brainstorm a brand new Galaxy S fan with today.", -0.8
+    db = connect(db_path)
+    audit_id = store.save(db, result, now=datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc))
+    db.conn.close()
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{live_server}/audits/{audit_id}")
+    message = page.locator("#message-m1")
+    heard = message.locator("mark.heard-as")
+    assert heard.is_visible() and heard.inner_text() == "Galaxy S fan"
+    assert heard.get_attribute("title") == "heard as Galaxy S7"
+    # the shared stylesheet (the HTML report's) reached the page: the mark is highlighted, the unsure
+    # transcript underlined with dots
+    assert heard.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(255, 243, 191)"
+    unsure = message.locator(".low-confidence")
+    assert unsure.evaluate("e => getComputedStyle(e).textDecorationStyle") == "dotted"
+    assert "low confidence: avg log-probability -0.80" in message.inner_text()
+    assert "heard 'Galaxy S fan' → Galaxy S7" in message.locator("p.products").inner_text()
+    assert page.locator("ol.transcript mark.heard-as").count() == 2  # both plays

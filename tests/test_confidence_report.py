@@ -29,6 +29,9 @@ def test_a_product_matched_from_the_catalog_shows_what_was_heard_and_the_text_is
         assert "heard 'Galaxy S fan' → Galaxy S7" in report.replace("&#x27;", "'").replace("&#39;", "'")
         assert "(low confidence: avg log-probability -0.80)" in report
         assert report.count("low confidence") == 1  # the reassurance was heard surely
+    html = render([result], "html")  # the misheard words marked in the text, as on the pages
+    assert '<mark class="heard-as" title="heard as Galaxy S7">Galaxy S fan</mark>' in html
+    assert html.count('<span class="low-confidence">') == 1
 
 
 def test_a_sure_transcript_naming_its_product_is_shown_plain():

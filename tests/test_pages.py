@@ -274,6 +274,35 @@ def test_audit_page_shows_timeline_findings_messages_and_transcript(client, db, 
     assert "CASE-1042 (high): Galaxy S7 reboots" in page and "CA42" in page
 
 
+def test_audit_page_marks_an_unsure_transcript_and_what_a_misheard_name_was_matched_to(client, db, tmp_path):
+    result = audit_result(str(tmp_path / "hold.wav"),
+                          promo_text="Up, brainstorm a brand new Galaxy S fan with today <b>now</b>.")
+    promo, notice = result.messages[1], result.messages[0]
+    promo.avg_logprob, notice.avg_logprob = -0.81, -0.32
+    audit_id = save_audit(db, result)
+    assert [m.avg_logprob for m in store.load(db, audit_id).messages] == [-0.32, -0.81]  # stored
+    page = client.get(f"/audits/{audit_id}").text
+    message = page[page.index('id="message-m1"'):]
+    message = message[:message.index("</article>")]
+    assert '<mark class="heard-as" title="heard as Galaxy S7">Galaxy S fan</mark>' in message
+    assert "Products: heard &#39;Galaxy S fan&#39; → Galaxy S7" in message or \
+        "Products: heard &#x27;Galaxy S fan&#x27; → Galaxy S7" in message
+    assert '<span class="low-confidence">' in message and "(low confidence: avg log-probability -0.81)" in message
+    assert "&lt;b&gt;now&lt;/b&gt;" in message and "<b>" not in page
+    # every play in the transcript carries the same marks; the notice, heard surely, none
+    transcript = page[page.index('<ol class="transcript">'):]
+    assert transcript.count('<mark class="heard-as"') == 3 and transcript.count('class="low-confidence"') == 3
+    notice_section = page[page.index('id="message-m2"'):]
+    assert "low-confidence" not in notice_section[:notice_section.index("</article>")]
+
+
+def test_an_audit_stored_before_confidence_was_kept_shows_no_marks(client, db, tmp_path):
+    result = audit_result(str(tmp_path / "hold.wav"))  # avg_logprob None: not known
+    page = client.get(f"/audits/{save_audit(db, result)}").text
+    assert "low-confidence" not in page and "heard-as" not in page
+    assert "Products: Galaxy S7</p>" in page
+
+
 def test_hostile_transcript_and_path_are_escaped(client, db, tmp_path):
     recording = tmp_path / "hold.wav"
     result = audit_result(str(recording), promo_text=f"Buy now {HOSTILE} & save")

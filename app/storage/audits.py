@@ -3,7 +3,8 @@
 audits           one row per audited recording: `recording` as it was given, `path` the
                  absolute file (re-auditing a file, however it is named, replaces its rows)
 audit_segments   speech / music / silence spans
-audit_messages   distinct messages with category, products and transcript (full-text indexed)
+audit_messages   distinct messages with category, products, transcript (full-text indexed) and
+                 how sure Whisper was of it (avg_logprob)
 audit_plays      every play of every message
 audit_findings   rule hits with evidence
 
@@ -42,7 +43,8 @@ def save(db, result: AuditResult, *, sha256: str = "", call_sid: str | None = No
             for s in result.segments)
         db["audit_messages"].insert_all(
             {"audit_id": audit_id, "message_id": m.id, "category": m.category, "text": m.text,
-             "plays": m.plays, "products": json.dumps(m.products), "cue": m.cue, "position": n}
+             "plays": m.plays, "products": json.dumps(m.products), "cue": m.cue, "position": n,
+             "avg_logprob": m.avg_logprob}
             for n, m in enumerate(result.messages))
         db["audit_plays"].insert_all(
             {"audit_id": audit_id, "message_id": m.id, "start_s": start, "end_s": end}
@@ -81,7 +83,7 @@ def load(db, audit_id: int) -> AuditResult | None:
                         play_times_s=[start for start, _ in plays.get(r["message_id"], [])],
                         play_ends_s=[end for _, end in plays.get(r["message_id"], [])],
                         category=r["category"], products=json.loads(r["products"] or "[]"),
-                        cue=r["cue"] or "")
+                        cue=r["cue"] or "", avg_logprob=r["avg_logprob"])
                 for r in db.query("select * from audit_messages where audit_id = ? order by position",
                                   [audit_id])]
     findings = [Finding(rule=r["rule"], severity=r["severity"], message_id=r["message_id"],

@@ -83,7 +83,7 @@ TABLES = {
     ),
     "audit_messages": (
         {"audit_id": int, "message_id": str, "category": str, "text": str, "plays": int,
-         "products": str, "cue": str, "position": int},
+         "products": str, "cue": str, "position": int, "avg_logprob": float},
         {"pk": ("audit_id", "message_id"), "foreign_keys": [("audit_id", "audits", "id")]},
     ),
     "audit_plays": (
@@ -127,6 +127,7 @@ LATER_COLUMNS = [
     ("segments", "position", int, None),
     ("product_aliases", "position", int, None),
     ("audit_messages", "position", int, None),
+    ("audit_messages", "avg_logprob", float, None),  # how sure Whisper was of the text; NULL: not known
 ]
 ORDERED_TABLES = ("queues", "segments", "product_aliases", "audit_messages")
 

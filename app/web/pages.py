@@ -39,6 +39,7 @@ from app.storage.connect import DatabaseMissing, one_line
 from app.storage.crm import customer_names, open_issue_summaries, suppression_rows
 from app.web.db import get_db
 from app.web.simulate import AdhocCaller, SimulateError, simulate_call
+from audits.report import marked_text, products_heard
 from audits.timeline import format_mmss, timeline_svg
 
 bp = Blueprint("reports", __name__)
@@ -205,6 +206,12 @@ def when_filter(timestamp) -> str:
 @bp.app_template_filter("day")
 def day_filter(timestamp) -> str:
     return (timestamp or "")[:10]
+
+
+# An audit's message as the HTML report shows it (audits/report.py): the transcript with misheard product
+# names and low confidence marked, each product with what it was heard as.
+bp.add_app_template_filter(marked_text, "marked_text")
+bp.add_app_template_filter(products_heard, "products_heard")
 
 
 def utc_now() -> datetime:
