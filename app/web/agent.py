@@ -1,35 +1,49 @@
-"""The agent whisper: POST /twilio/agent-whisper, for `<Dial><Queue url="…/twilio/agent-whisper">support</Queue></Dial>`.
+"""The agent whisper: what the caller heard on hold, told to the agent who picks up.
 
-Twilio requests the <Queue> url when a caller is dequeued, before the two
-parties are connected, with the standard parameters plus `CallSid` (the
-dequeued caller's call), `QueueSid`, `QueueTime` (seconds that caller waited)
-and `DequeingCallSid` (the call that dequeued them). The answer is one short
-<Say>, app.core.agent_whisper's summary of the hold: name, open issues, wait,
-notices, promos, reassurances.
+Three Twilio webhooks, all signed like the others (403 otherwise):
 
-Signed like the other webhooks (403 otherwise). Per queue: with the flow's
-`agent_whisper = false` (the default) the answer is an empty <Response/> and
-the parties are connected at once. It never fails and never waits: an unknown
-caller gets a short line without CRM data, and any fault (database missing,
-locked or corrupt, a bug) the generic line, from reads bounded by the webhook
-connection's 0.5 s busy timeout.
+POST /twilio/agent-connect   the AGENT's own call (recommended). Its TwiML says the
+    whisper, then dequeues the caller: `<Say>…</Say><Dial><Queue>support</Queue></Dial>`.
+    Only the agent hears it: it runs on the agent's call before the bridge. The
+    caller is the one TaskRouter reserved (`?reservation=WR…&caller=CA…`, exact) or,
+    on a plain queue, the longest-waiting call on hold in that queue as the play log
+    knows it (Twilio's queues are first in, first out); the <Queue url> then checks
+    that the caller put through is the one the agent was told about.
+POST /twilio/agent-check     that <Queue url>. Twilio runs it on the CALLER's end, so
+    it says nothing (an empty <Response/>); it logs whether the dequeued call is the
+    one whispered about.
+POST /twilio/assignment      a TaskRouter Workflow's assignment callback: answers the
+    `call` instruction that rings the worker with /twilio/agent-connect as its TwiML.
+POST /twilio/agent-whisper   the `<Dial><Queue url="…">` whisper the issue first asked
+    for. Twilio documents that url as run on the queued CALLER's end, so the caller
+    may hear it too: see the README (Agent whisper) before using it.
 
-Twilio documents the <Queue> url as TwiML run *on the queued caller's end*;
-see the README (Agent whisper) before turning it on for a queue.
+The text is app.core.agent_whisper's summary: name, open issues, wait, notices,
+promos, reassurances. Per queue: with the flow's `agent_whisper = false` (the
+default) nothing is said and the parties are connected at once. Nothing here
+fails or waits: an unknown caller gets a short line without CRM data, and any
+fault (database missing, locked or corrupt, a bug) the generic line, from reads
+bounded by the webhook connection's 0.5 s busy timeout; the agent's call always
+gets its <Dial>.
 """
+import json
 import logging
 import math
+import re
 import sqlite3
 
-from flask import Blueprint, Response, current_app, request
-from twilio.twiml.voice_response import VoiceResponse
+from flask import Blueprint, Response, current_app, request, url_for
+from twilio.twiml.voice_response import Dial, VoiceResponse
 
 from app.core.agent_whisper import GENERIC_WHISPER, whisper_text
 from app.storage import live, playlog
-from app.web.twilio_hold import app_now, twilio_signed
+from app.web.twilio_hold import app_now, public_url, twilio_signed
 
 bp = Blueprint("agent", __name__, url_prefix="/twilio")
 log = logging.getLogger(__name__)
+
+CALL_SID = re.compile(r"CA[0-9a-f]{32}")
+RESERVATION_SID = re.compile(r"WR[0-9a-f]{32}")
 
 
 def _queue_time_s() -> float | None:
@@ -40,10 +54,130 @@ def _queue_time_s() -> float | None:
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
-def _say(text: str) -> Response:
-    response = VoiceResponse()
-    response.say(text)
+def _xml(response: VoiceResponse) -> Response:
     return Response(str(response), mimetype="text/xml")
+
+
+def _queue_name() -> str:
+    return request.args.get("queue") or current_app.config["HOLDGUARD_QUEUE"]
+
+
+def _whisper(db, call_sid: str, queue_name: str, queue_time_s: float | None = None) -> str | None:
+    """The line for the agent about `call_sid`; None when the call's queue has the whisper off."""
+    record = live.load_call_record(db, call_sid, queue_name, playlog.catalog_cache())
+    if record.queue is None:
+        raise LookupError(f"no hold flow for the call's queue ({(record.row or {}).get('queue') or 'unknown'})")
+    if not record.queue.agent_whisper:
+        log.info("agent whisper %s: off for queue %s (agent_whisper = false)", call_sid, record.queue.name)
+        return None
+    return whisper_text(record.caller, record.plays, record.segments, app_now(), queue_time_s, record.products)
+
+
+def _whisper_or_generic(call_sid: str, queue_name: str, queue_time_s: float | None = None) -> str | None:
+    try:
+        return _whisper(playlog.webhook_db(current_app.config["HOLDGUARD_DB"]), call_sid, queue_name, queue_time_s)
+    except Exception as error:
+        log.exception("agent whisper %s: answering the generic line", call_sid)
+        if isinstance(error, (sqlite3.Error, OSError)):
+            playlog.discard_webhook_db()  # the next request reconnects afresh
+        return GENERIC_WHISPER
+
+
+def _valid(value: str, pattern: re.Pattern, what: str) -> str:
+    """`value` if it has the form of a Twilio SID, else "" (logged): a bad URL must not stop the bridge."""
+    if value and not pattern.fullmatch(value):
+        log.warning("agent connect: ignoring %s %r (not a Twilio SID)", what, value[:64])
+        return ""
+    return value
+
+
+def _front_of_queue(queue_name: str) -> str:
+    """The longest-waiting real call on hold in `queue_name` ("" when none, or the log cannot be read)."""
+    try:
+        db = playlog.webhook_db(current_app.config["HOLDGUARD_DB"])
+        on_hold = [row for row in live.calls_on_hold(db, app_now()) if row["queue"] == queue_name]
+    except Exception as error:
+        log.exception("agent connect: cannot read who is on hold in %s", queue_name)
+        if isinstance(error, (sqlite3.Error, OSError)):
+            playlog.discard_webhook_db()
+        return ""
+    return on_hold[0]["call_sid"] if on_hold else ""
+
+
+@bp.post("/agent-connect")
+@twilio_signed
+def agent_connect():
+    """The agent's call: the whisper (to the agent alone), then the caller dequeued."""
+    queue_name = _queue_name()
+    reservation = _valid(request.args.get("reservation", ""), RESERVATION_SID, "reservation")
+    caller_sid = _valid(request.args.get("caller", ""), CALL_SID, "caller")
+    if not caller_sid and not reservation:
+        caller_sid = _front_of_queue(queue_name)
+    text = _whisper_or_generic(caller_sid, queue_name) if caller_sid else None
+    response = VoiceResponse()
+    if text:
+        response.say(text)
+    dial = Dial()
+    if reservation:
+        dial.queue(None, reservation_sid=reservation)
+    else:
+        check = url_for("agent.agent_check", told=caller_sid or None, queue=request.args.get("queue"))
+        dial.queue(queue_name, url=public_url(check))
+    response.append(dial)
+    log.info("agent connect (agent call %s, queue %s%s): told about %s: %r; the call's timeline: /calls/%s",
+             request.form.get("CallSid", "?"), queue_name, f", reservation {reservation}" if reservation else "",
+             caller_sid or "nobody (no caller on hold)", text, caller_sid)
+    return _xml(response)
+
+
+@bp.post("/agent-check")
+@twilio_signed
+def agent_check():
+    """Runs on the dequeued caller's end: says nothing; logs whether the agent was told about this caller."""
+    told, dequeued = request.args.get("told", ""), request.form.get("CallSid", "")
+    agent_call = request.form.get("DequeingCallSid", "?")
+    if told and told != dequeued:
+        log.warning("agent connect: agent call %s was told about %s but was put through to %s (the queue's "
+                    "front changed while the whisper played); see /calls/%s", agent_call, told, dequeued, dequeued)
+    elif not told:
+        log.info("agent connect: agent call %s put through to %s, told nothing (no caller was on hold)",
+                 agent_call, dequeued)
+    return _xml(VoiceResponse())
+
+
+def _json_attribute(name: str) -> dict:
+    try:
+        value = json.loads(request.form.get(name) or "{}")
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise ValueError(f"{name}: not a JSON object")
+    return value
+
+
+@bp.post("/assignment")
+@twilio_signed
+def assignment():
+    """TaskRouter's assignment callback: ring the worker; their call runs /twilio/agent-connect for this task."""
+    try:
+        task, worker = _json_attribute("TaskAttributes"), _json_attribute("WorkerAttributes")
+    except ValueError as error:
+        return Response(f"{error}\n", status=400, mimetype="text/plain")
+    reservation = request.form.get("ReservationSid", "")
+    contact = worker.get("contact_uri")
+    caller_id = request.args.get("from") or task.get("to")
+    for field, value, ok in (("ReservationSid", reservation, RESERVATION_SID.fullmatch(reservation)),
+                             ("WorkerAttributes.contact_uri", contact, isinstance(contact, str) and contact),
+                             ("TaskAttributes.to (or ?from=)", caller_id, isinstance(caller_id, str) and caller_id)):
+        if not ok:
+            return Response(f"{field}: missing or not valid ({value!r})\n", status=400, mimetype="text/plain")
+    call_sid = task.get("call_sid") if isinstance(task.get("call_sid"), str) else ""
+    connect = url_for("agent.agent_connect", reservation=reservation, caller=call_sid or None,
+                      queue=request.args.get("queue"))
+    instruction = {"instruction": "call", "to": contact, "from": caller_id, "url": public_url(connect),
+                   "accept": True}
+    log.info("assignment: reservation %s for call %s: ringing %s", reservation, call_sid or "?", contact)
+    return Response(json.dumps(instruction), mimetype="application/json")
 
 
 @bp.post("/agent-whisper")
@@ -51,25 +185,14 @@ def _say(text: str) -> Response:
 def agent_whisper():
     """One <Say> telling what the dequeued caller heard on hold; the generic line if anything fails."""
     call_sid = request.form.get("CallSid", "")
-    agent_call = request.form.get("DequeingCallSid", "")
-    try:
-        if not call_sid:
-            raise ValueError("whisper request without CallSid")
-        db = playlog.webhook_db(current_app.config["HOLDGUARD_DB"])
-        record = live.load_call_record(db, call_sid, request.args.get("queue") or current_app.config["HOLDGUARD_QUEUE"],
-                                       playlog.catalog_cache())
-        if record.queue is None:
-            raise LookupError(f"no hold flow for the call's queue ({(record.row or {}).get('queue') or 'unknown'})")
-        if not record.queue.agent_whisper:
-            log.info("agent whisper %s: off for queue %s (agent_whisper = false)", call_sid, record.queue.name)
-            return Response(str(VoiceResponse()), mimetype="text/xml")
-        text = whisper_text(record.caller, record.plays, record.segments, app_now(), _queue_time_s(),
-                            record.products)
-    except Exception as error:
-        log.exception("agent whisper %s: answering the generic line", call_sid or "(no CallSid)")
-        if isinstance(error, (sqlite3.Error, OSError)):
-            playlog.discard_webhook_db()  # the next request reconnects afresh
-        return _say(GENERIC_WHISPER)
+    if not call_sid:
+        log.error("agent whisper: request without CallSid: answering the generic line")
+        text = GENERIC_WHISPER
+    else:
+        text = _whisper_or_generic(call_sid, _queue_name(), _queue_time_s())
+    response = VoiceResponse()
+    if text:
+        response.say(text)
     log.info("agent whisper %s (agent call %s): %r; the call's timeline: /calls/%s",
-             call_sid, agent_call or "?", text, call_sid)
-    return _say(text)
+             call_sid or "(no CallSid)", request.form.get("DequeingCallSid") or "?", text, call_sid)
+    return _xml(response)
