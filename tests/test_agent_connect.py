@@ -13,6 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from app.core.agent_whisper import GENERIC_WHISPER
+from app.storage.connect import connect
+from app.storage.live import calls_on_hold
 from conftest import BASE_URL
 from test_agent_whisper import AGENT_CALL, NOW, QUEUE_SID, app_on, call_sid, hold, load_flow, post
 from test_personas import DANA, NIA, insert_demo_customers
@@ -64,10 +66,11 @@ def centre(db_path, clock):
     return app_on(db_path, clock)
 
 
-def queue_result(app, sid: str, caller: str) -> None:
-    params = {"AccountSid": "AC" + "1" * 32, "CallSid": sid, "From": caller, "To": "+15555550000",
-              "QueueResult": "bridged", "QueueSid": QUEUE_SID, "QueueTime": "600"}
-    assert post(app, "/twilio/queue-result?queue=support", params).status_code == 200
+def dequeued(app, told: str, sid: str, caller: str):
+    """What Twilio requests, on the caller's end, as agent-connect's <Dial> takes the caller from the queue."""
+    params = {"AccountSid": "AC" + "1" * 32, "CallSid": sid, "QueueSid": QUEUE_SID, "QueueTime": "600",
+              "DequeingCallSid": AGENT_CALL, "From": caller, "To": "+15555550000"}
+    return post(app, f"/twilio/agent-check?told={told}", params)
 
 
 # ---- a plain queue: the caller at the front, as the play log knows it -----------------------------
@@ -85,9 +88,13 @@ def test_the_agent_hears_about_the_longest_waiting_caller_then_is_put_through(ce
     assert f"{check.scheme}://{check.netloc}" == BASE_URL and check.path == "/twilio/agent-check"
     assert parse_qs(check.query)["told"] == [call_sid(1)]
 
-    queue_result(centre, call_sid(1), DANA)  # Dana was put through: Nia is at the front now
+    # Dana is put through. Twilio posts her queue result only when that conversation ends, but she
+    # left the queue now: the next agent hears about Nia, and /live no longer shows Dana on hold
+    assert list(twiml(dequeued(centre, call_sid(1), call_sid(1), DANA))) == []
+    assert connect(db_path)["calls"].get(call_sid(1))["queue_result"] == "bridging-in-process"
     text, _ = whisper_and_queue(post(centre, CONNECT, agent_call_params()))
     assert text.startswith("Nia Patel. No open case.")
+    assert [row["call_sid"] for row in calls_on_hold(connect(db_path), clock.now)] == [call_sid(2)]
 
 
 def test_other_queues_callers_are_not_whispered_about(centre, db_path):
@@ -105,11 +112,9 @@ def test_with_nobody_on_hold_the_agent_just_waits_for_the_next_caller(centre):
 
 
 def test_the_queue_check_says_nothing_to_the_caller_and_logs_a_changed_front(centre, caplog):
-    params = {"AccountSid": "AC" + "1" * 32, "CallSid": call_sid(5), "QueueSid": QUEUE_SID, "QueueTime": "600",
-              "DequeingCallSid": AGENT_CALL, "From": NIA, "To": "+15555550000"}
     with caplog.at_level(logging.INFO, logger="app.web.agent"):
-        same = post(centre, f"/twilio/agent-check?told={call_sid(5)}", params)
-        other = post(centre, f"/twilio/agent-check?told={call_sid(4)}", params)
+        same = dequeued(centre, call_sid(5), call_sid(5), NIA)
+        other = dequeued(centre, call_sid(4), call_sid(5), NIA)
     assert list(twiml(same)) == [] and list(twiml(other)) == []
     warnings = [record for record in caplog.records if record.levelno == logging.WARNING]
     assert len(warnings) == 1

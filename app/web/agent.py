@@ -10,8 +10,9 @@ POST /twilio/agent-connect   the AGENT's own call (recommended). Its TwiML says 
     knows it (Twilio's queues are first in, first out); the <Queue url> then checks
     that the caller put through is the one the agent was told about.
 POST /twilio/agent-check     that <Queue url>. Twilio runs it on the CALLER's end, so
-    it says nothing (an empty <Response/>); it logs whether the dequeued call is the
-    one whispered about.
+    it says nothing (an empty <Response/>); it marks the call as leaving the queue
+    (queue result `bridging-in-process`, until Twilio's own result when the bridged
+    call ends) and logs whether the dequeued call is the one whispered about.
 POST /twilio/assignment      a TaskRouter Workflow's assignment callback: answers the
     `call` instruction that rings the worker with /twilio/agent-connect as its TwiML.
 POST /twilio/agent-whisper   the `<Dial><Queue url="…">` whisper the issue first asked
@@ -37,7 +38,7 @@ from twilio.twiml.voice_response import Dial, VoiceResponse
 
 from app.core.agent_whisper import GENERIC_WHISPER, whisper_text
 from app.storage import live, playlog
-from app.web.twilio_hold import app_now, public_url, twilio_signed
+from app.web.twilio_hold import app_now, public_url, record_quietly, twilio_signed
 
 bp = Blueprint("agent", __name__, url_prefix="/twilio")
 log = logging.getLogger(__name__)
@@ -133,9 +134,14 @@ def agent_connect():
 @bp.post("/agent-check")
 @twilio_signed
 def agent_check():
-    """Runs on the dequeued caller's end: says nothing; logs whether the agent was told about this caller."""
+    """Runs on the dequeued caller's end: says nothing; records that the caller left the queue; logs
+    whether the agent was told about this caller."""
     told, dequeued = request.args.get("told", ""), request.form.get("CallSid", "")
     agent_call = request.form.get("DequeingCallSid", "?")
+    if dequeued:  # Twilio sends the queue result only when the bridged call ends: until then, the
+        # caller would still look on hold to /live and to the next agent's whisper
+        record_quietly("agent-check", playlog.record_queue_result, dequeued, "bridging-in-process",
+                       _queue_time_s(), app_now())
     if told and told != dequeued:
         log.warning("agent connect: agent call %s was told about %s but was put through to %s (the queue's "
                     "front changed while the whisper played); see /calls/%s", agent_call, told, dequeued, dequeued)

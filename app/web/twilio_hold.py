@@ -149,7 +149,7 @@ def one_verb_twiml(play_url: str | None, say_text: str | None) -> str:
     return str(response)
 
 
-def _record_quietly(what: str, record, *args) -> None:
+def record_quietly(what: str, record, *args) -> None:
     """Write for a webhook that must answer anyway: a failure is logged, never raised."""
     try:
         record(playlog.webhook_db(current_app.config["HOLDGUARD_DB"]), *args, simulated=simulating())
@@ -164,7 +164,7 @@ def voice():
     """Answer an incoming call by putting it in the hold queue."""
     queue_name = _queue_name()
     caller_key = _caller_e164() or _raw_caller()
-    _record_quietly("voice", playlog.record_call_start, request.form.get("CallSid", ""), caller_key, None,
+    record_quietly("voice", playlog.record_call_start, request.form.get("CallSid", ""), caller_key, None,
                     queue_name, app_now())
     query = "?" + urlencode({"queue": queue_name})
     response = VoiceResponse()
@@ -284,7 +284,7 @@ def _log_fallback(db, error, call_sid, caller_key, inputs, queue_name, decision,
 def queue_result():
     """Record how the wait ended; apologise if Twilio could not queue the call."""
     result = request.form.get("QueueResult", "")
-    _record_quietly("queue-result", playlog.record_queue_result, request.form.get("CallSid", ""), result,
+    record_quietly("queue-result", playlog.record_queue_result, request.form.get("CallSid", ""), result,
                     _form_number("QueueTime"), app_now())
     response = VoiceResponse()
     if result in FAILED_QUEUE_RESULTS:
