@@ -21,6 +21,7 @@ import numpy as np
 from app.core.audit import Span
 
 from audits.data import SAMPLE_RATE, Audio
+from audits.prefilter import possible_speech
 
 FRAME_N = 512  # samples per analysis frame: Silero's window at 16 kHz (32 ms)
 FRAME_S = FRAME_N / SAMPLE_RATE
@@ -47,16 +48,18 @@ VAD_WARMUP_FRAMES = 16  # audio before a block that primes the VAD's recurrent s
 COARSE_STRIDE = 4  # the first pass feeds Silero one window in four (every 128 ms)
 CANDIDATE_PROBABILITY = 0.3  # a coarse frame this likely to be speech is looked at closely...
 REFINE_MARGIN_S = 1.5  # ...with this much around it
+PREFILTER_MARGIN_S = 0.5  # the coarse pass looks this far around where the pre-filter finds a voice possible
 
 SILENCE, MUSIC, SPEECH = 0, 1, 2
 KIND_NAMES = {SILENCE: "silence", MUSIC: "music", SPEECH: "speech"}
 
 
-def split(audio: Audio, levels_db: np.ndarray | None = None) -> list[Span]:
+def split(audio: Audio, levels_db: np.ndarray | None = None, prefilter: bool = True) -> list[Span]:
     """Ordered, contiguous segments (speech | music | silence) covering the whole recording.
 
     `levels_db` may be given when the frame levels were measured while decoding
-    (audits.spool): the samples are then read only where the VAD looks.
+    (audits.spool). `prefilter=False` runs the VAD's coarse pass over all sound, not only
+    where audits.prefilter finds a voice possible (the same segments, slower).
     """
     samples = audio.samples
     if len(samples) == 0:
@@ -64,7 +67,7 @@ def split(audio: Audio, levels_db: np.ndarray | None = None) -> list[Span]:
     if levels_db is None:
         levels_db = frame_levels_db(samples)
     silent = levels_db < silence_threshold_db(levels_db)
-    speech_prob = speech_probabilities(samples, active=~silent)
+    speech_prob = speech_probabilities(samples, active=~silent, prefilter=prefilter)
     labels = label_frames(speech_prob, silent)
     return to_segments(labels, audio.duration_s)
 
@@ -90,15 +93,23 @@ def silence_threshold_db(levels_db: np.ndarray) -> float:
     return min(floor_db + SILENCE_MARGIN_DB, SILENCE_CEILING_DBFS)
 
 
-def speech_probabilities(samples: np.ndarray, active: np.ndarray) -> np.ndarray:
-    """Silero's speech probability per frame (0 in stretches of silence).
+def speech_probabilities(samples: np.ndarray, active: np.ndarray, prefilter: bool = True) -> np.ndarray:
+    """Silero's speech probability per frame (0 in stretches of silence, and of steady music).
 
     Two passes keep a long hold cheap: a coarse pass feeds Silero every COARSE_STRIDE-th window
     (it still tells voices from music, a little less sharply), then whatever might be speech is
     run again, with REFINE_MARGIN_S around it, at full resolution for exact message boundaries.
-    Hold music, most of a hold, is only seen by the coarse pass.
+    Hold music, most of a hold, is only seen by the coarse pass, and only where the pre-filter
+    (audits.prefilter) finds a voice possible: its blocks where the spectrum stays steady are
+    skipped (`prefilter=False` runs them all). Blocks are laid out as without the pre-filter, so
+    the blocks that run give the same probabilities.
     """
-    coarse = _vad(samples, active, stride=COARSE_STRIDE)
+    run_only = None
+    if prefilter:
+        margin = int(PREFILTER_MARGIN_S / FRAME_S)
+        possible = possible_speech(samples, active)
+        run_only = np.convolve(possible, np.ones(2 * margin + 1))[margin: margin + len(active)] > 0
+    coarse = _vad(samples, active, stride=COARSE_STRIDE, run_only=run_only)
     maybe_speech = (coarse >= CANDIDATE_PROBABILITY) & active
     margin = int(REFINE_MARGIN_S / FRAME_S)
     near_speech = np.convolve(maybe_speech, np.ones(2 * margin + 1))[margin: margin + len(active)] > 0
@@ -119,14 +130,15 @@ def _vad_session():
                                         sess_options=options, providers=["CPUExecutionProvider"])
 
 
-def _vad(samples: np.ndarray, wanted: np.ndarray, stride: int) -> np.ndarray:
+def _vad(samples: np.ndarray, wanted: np.ndarray, stride: int, run_only: np.ndarray | None = None) -> np.ndarray:
     """Speech probability for the `wanted` frames (and short gaps between them; 0 elsewhere).
 
     Frames run in blocks of at most VAD_BLOCK_FRAMES, each from a fresh recurrent state primed by
     the half second before it: after a long stretch of music a running Silero takes up to ~1.5 s
     to accept that a voice started, against ~0.3 s when fresh. Blocks run on all cores
     (onnxruntime releases the GIL). With stride > 1 only every stride-th window is fed and the
-    frames between are interpolated.
+    frames between are interpolated. With `run_only`, a block none of whose frames it marks is not
+    run (its probabilities stay 0).
     """
     session = _vad_session()
     probabilities = np.zeros(len(wanted), dtype=np.float32)
@@ -140,8 +152,11 @@ def _vad(samples: np.ndarray, wanted: np.ndarray, stride: int) -> np.ndarray:
         output, _, _ = session.run(None, {"input": windows, "h": state, "c": state})
         probabilities[first:last] = np.interp(np.arange(first, last), fed, output.reshape(-1))
 
+    blocks = _block_ranges(wanted)
+    if run_only is not None:
+        blocks = [(first, last) for first, last in blocks if run_only[first:last].any()]
     with ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, 4))) as pool:
-        list(pool.map(run_block, _block_ranges(wanted)))
+        list(pool.map(run_block, blocks))
     return probabilities
 
 

@@ -100,6 +100,14 @@ def test_segments_agree_with_the_truth(recordings, name):
     assert_agrees_with_truth(split_file(hold), hold, min_accuracy=0.95)
 
 
+@pytest.mark.parametrize("name", ["dead_air", "close", "music_only", "music_gaps", "short_phrases"])
+def test_the_prefilter_changes_no_segment(recordings, name):
+    """Silero everywhere there is sound, or only where audits.prefilter finds a voice possible: the same."""
+    audio = load(recordings[name].path)
+    outline = lambda segments: [(s.start_s, s.end_s, s.kind) for s in segments]
+    assert outline(segment.split(audio)) == outline(segment.split(audio, prefilter=False))
+
+
 def test_dead_air_is_one_silence(recordings):
     hold = recordings["dead_air"]
     segments = split_file(hold)
