@@ -4,14 +4,15 @@ Most of a hold is music or silence. Silence is already known from frame levels
 (audits.segment). Hold music is told apart from a voice by how steady its
 spectrum is: a note's partials stay at the same frequencies, at a level that
 changes slowly (a chord held, a plucked note decaying), while a voice's harmonics
-and formants move from one syllable to the next. So a frame is *steady* when most
-of its energy is in frequency bins whose level is within STEADY_TOLERANCE_DB of
-the same bin STEADY_LAG_FRAMES before and after; a voice is possible wherever
-sounding frames are not steady for at least UNSTEADY_RUN_S in a row. Speech over
-music still makes its frames unsteady (its own bins move), quiet speech too (the
-measure is a share of the frame's energy, not a level), and noise-like sound
-(drums, hiss, distorted music) is unsteady as well: whatever is unsure goes on to
-Silero VAD, which decides. The pre-filter only ever rules frames *out*.
+and formants move from one syllable to the next. So each frame gets the share of
+its spectrum (bin magnitudes) in bins whose level moved by more than
+STEADY_TOLERANCE_DB against the same bin STEADY_LAG_FRAMES before or after; a
+voice is possible wherever that share, averaged over WINDOW_FRAMES, is over
+UNSTEADY_SHARE. Magnitudes rather than power, so that a voice over music that
+plays on under it still counts (tested from 4 dB over the music to 3 dB under
+it, where Silero itself stops hearing it); a pause inside speech counts as moved;
+noise-like sound (drums, hiss, distorted or recorded music) moves too. Whatever
+is unsure goes on to Silero VAD, which decides: the pre-filter only rules out.
 
 One 256-point FFT per 32 ms frame, on every other sample (a telephone line
 carries nothing above 4 kHz; wider audio aliases, which only adds unsteadiness).
