@@ -8,9 +8,10 @@ import json
 import logging
 import xml.etree.ElementTree as ElementTree
 from datetime import timedelta
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from app.core.agent_whisper import GENERIC_WHISPER
 from app.storage.connect import connect
@@ -202,3 +203,27 @@ def test_a_malformed_sid_in_the_url_is_ignored_not_an_error(centre, db_path):
     hold(centre, db_path, DANA, call_sid(12), 1)
     text, queue = whisper_and_queue(post(centre, f"{CONNECT}?reservation=WR-bad&caller=nope", agent_call_params()))
     assert text.startswith("Dana Reyes.") and queue.get("reservationSid") is None and queue.text == "support"
+
+
+# ---- hostile input: whatever is signed, the agent is put through and nothing answers 5xx ---------
+
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+SIDS = st.one_of(TEXT, st.sampled_from([call_sid(1), call_sid(99), RESERVATION, "CA", "WR" + "g" * 32]))
+
+
+@settings(max_examples=60, derandomize=True, database=None, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(query=st.dictionaries(st.sampled_from(["queue", "caller", "reservation", "told", "from"]), SIDS, max_size=4),
+       form=st.dictionaries(st.sampled_from(["CallSid", "QueueTime", "DequeingCallSid", "ReservationSid",
+                                             "TaskAttributes", "WorkerAttributes"]),
+                            st.one_of(SIDS, st.just('{"contact_uri": "client:a", "to": "+1"}'), st.just("[]")),
+                            max_size=6))
+def test_any_signed_request_answers_valid_twiml_or_a_4xx(centre, query, form):
+    path = "?" + urlencode(query) if query else ""
+    connect_answer = post(centre, CONNECT + path, form)
+    text, queue = whisper_and_queue(connect_answer)  # always a <Dial> of one <Queue>
+    assert list(twiml(post(centre, "/twilio/agent-check" + path, form))) == []
+    assignment = post(centre, "/twilio/assignment" + path, form)
+    assert assignment.status_code in (200, 400)
+    if assignment.status_code == 200:
+        assert assignment.get_json()["instruction"] == "call"

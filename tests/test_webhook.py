@@ -4,6 +4,8 @@ import sqlite3
 import time
 import xml.etree.ElementTree as ElementTree
 
+from urllib.parse import urlencode
+
 import pytest
 
 from app import create_app
@@ -73,6 +75,13 @@ def test_voice_enqueues_with_absolute_signed_urls(demo, twilio_post, db_path):
 def test_voice_can_name_another_queue(demo, twilio_post):
     enqueue = twiml(twilio_post("/twilio/voice?queue=billing", CALL))[0]
     assert enqueue.text == "billing" and enqueue.get("waitUrl").endswith("/twilio/wait?queue=billing")
+
+
+@pytest.mark.parametrize("name", ["bad\x1fname", "q" * 65])
+def test_a_queue_name_twilio_could_not_take_is_not_used(demo, twilio_post, name):
+    """A control character would make the TwiML invalid XML; Twilio's names are at most 64 characters."""
+    enqueue = twiml(twilio_post("/twilio/voice?" + urlencode({"queue": name}), CALL))[0]
+    assert enqueue.text == "support"
 
 
 def test_wait_answers_one_segment_and_logs_it_with_its_reason(demo, twilio_post, db_path):

@@ -38,7 +38,7 @@ from twilio.twiml.voice_response import Dial, VoiceResponse
 
 from app.core.agent_whisper import GENERIC_WHISPER, whisper_text
 from app.storage import live, playlog
-from app.web.twilio_hold import app_now, public_url, record_quietly, twilio_signed
+from app.web.twilio_hold import app_now, public_url, record_quietly, requested_queue, twilio_signed
 
 bp = Blueprint("agent", __name__, url_prefix="/twilio")
 log = logging.getLogger(__name__)
@@ -57,10 +57,6 @@ def _queue_time_s() -> float | None:
 
 def _xml(response: VoiceResponse) -> Response:
     return Response(str(response), mimetype="text/xml")
-
-
-def _queue_name() -> str:
-    return request.args.get("queue") or current_app.config["HOLDGUARD_QUEUE"]
 
 
 def _whisper(db, call_sid: str, queue_name: str, queue_time_s: float | None = None) -> str | None:
@@ -109,7 +105,7 @@ def _front_of_queue(queue_name: str) -> str:
 @twilio_signed
 def agent_connect():
     """The agent's call: the whisper (to the agent alone), then the caller dequeued."""
-    queue_name = _queue_name()
+    queue_name = requested_queue()
     reservation = _valid(request.args.get("reservation", ""), RESERVATION_SID, "reservation")
     caller_sid = _valid(request.args.get("caller", ""), CALL_SID, "caller")
     if not caller_sid and not reservation:
@@ -136,15 +132,20 @@ def agent_connect():
 def agent_check():
     """Runs on the dequeued caller's end: says nothing; records that the caller left the queue; logs
     whether the agent was told about this caller."""
-    told, dequeued = request.args.get("told", ""), request.form.get("CallSid", "")
+    told = request.args.get("told", "")
+    dequeued = request.form.get("CallSid", "")
     agent_call = request.form.get("DequeingCallSid", "?")
-    if dequeued:  # Twilio sends the queue result only when the bridged call ends: until then, the
-        # caller would still look on hold to /live and to the next agent's whisper
-        record_quietly("agent-check", playlog.record_queue_result, dequeued, "bridging-in-process",
-                       _queue_time_s(), app_now())
+    if not CALL_SID.fullmatch(dequeued):
+        log.warning("agent check: no valid CallSid (%r): nothing recorded", dequeued[:64])
+        return _xml(VoiceResponse())
+    # Twilio sends the queue result only when the bridged call ends: until then the caller would
+    # still look on hold to /live and to the next agent's whisper
+    record_quietly("agent-check", playlog.record_queue_result, dequeued, "bridging-in-process", _queue_time_s(),
+                   app_now())
     if told and told != dequeued:
         log.warning("agent connect: agent call %s was told about %s but was put through to %s (the queue's "
-                    "front changed while the whisper played); see /calls/%s", agent_call, told, dequeued, dequeued)
+                    "front changed while the whisper played); see /calls/%s", agent_call, told[:64], dequeued,
+                    dequeued)
     elif not told:
         log.info("agent connect: agent call %s put through to %s, told nothing (no caller was on hold)",
                  agent_call, dequeued)
@@ -177,7 +178,7 @@ def assignment():
                              ("TaskAttributes.to (or ?from=)", caller_id, isinstance(caller_id, str) and caller_id)):
         if not ok:
             return Response(f"{field}: missing or not valid ({value!r})\n", status=400, mimetype="text/plain")
-    call_sid = task.get("call_sid") if isinstance(task.get("call_sid"), str) else ""
+    call_sid = task.get("call_sid") if CALL_SID.fullmatch(str(task.get("call_sid"))) else ""
     connect = url_for("agent.agent_connect", reservation=reservation, caller=call_sid or None,
                       queue=request.args.get("queue"))
     instruction = {"instruction": "call", "to": contact, "from": caller_id, "url": public_url(connect),
@@ -195,7 +196,7 @@ def agent_whisper():
         log.error("agent whisper: request without CallSid: answering the generic line")
         text = GENERIC_WHISPER
     else:
-        text = _whisper_or_generic(call_sid, _queue_name(), _queue_time_s())
+        text = _whisper_or_generic(call_sid, requested_queue(), _queue_time_s())
     response = VoiceResponse()
     if text:
         response.say(text)

@@ -100,8 +100,17 @@ def _twiml(response: VoiceResponse | str) -> Response:
     return Response(str(response), mimetype="text/xml")
 
 
-def _queue_name() -> str:
-    return request.args.get("queue") or current_app.config["HOLDGUARD_QUEUE"]
+QUEUE_NAME_MAX = 64  # Twilio's limit for a queue's name
+
+
+def requested_queue() -> str:
+    """The queue named by `?queue=` on the webhook's URL, else HOLDGUARD_QUEUE. A name Twilio could
+    not take (over 64 characters, control characters: not even valid XML) is logged and not used."""
+    name = request.args.get("queue")
+    if name and (len(name) > QUEUE_NAME_MAX or not name.isprintable()):
+        log.warning("%s: ignoring ?queue=%r (not a Twilio queue name)", request.path, name[:QUEUE_NAME_MAX])
+        name = None
+    return name or current_app.config["HOLDGUARD_QUEUE"]
 
 
 def _caller_e164() -> str | None:
@@ -162,7 +171,7 @@ def record_quietly(what: str, record, *args) -> None:
 @twilio_signed
 def voice():
     """Answer an incoming call by putting it in the hold queue."""
-    queue_name = _queue_name()
+    queue_name = requested_queue()
     caller_key = _caller_e164() or _raw_caller()
     record_quietly("voice", playlog.record_call_start, request.form.get("CallSid", ""), caller_key, None,
                     queue_name, app_now())
@@ -180,7 +189,7 @@ def wait():
 
     A retried request (same CallSid and QueueTime) gets the answer already logged for it.
     """
-    call_sid, queue_name, caller_key = request.form.get("CallSid", ""), _queue_name(), _raw_caller()
+    call_sid, queue_name, caller_key = request.form.get("CallSid", ""), requested_queue(), _raw_caller()
     queue_time = request.form.get("QueueTime")
     db = inputs = queue_data = now = None
     try:
