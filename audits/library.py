@@ -11,10 +11,10 @@ recordings are anchors too, matched exactly as strictly as the plays of one reco
 phrase is not taken for one in the library, it is heard by Whisper and joins the library itself.
 
 An entry keeps the anchor's fingerprint and the hearings Whisper made of it (up to
-pipeline.MAX_HEARINGS decoded plays, longest play first), and who heard them: the engine with its
+pipeline.MAX_HEARINGS decoded plays, in pipeline.hearing_order), and who heard them: the engine with its
 package version, the model, and the vocabulary prompt. An entry heard otherwise is not reused: the
 text would not be what this engine, model and prompt hear. A later recording's plays of an entry get
-its hearings in the same order (longest play first), so auditing a recording again gives the
+its hearings in the same order (pipeline.hearing_order), so auditing a recording again gives the
 transcripts, messages and findings of its first audit without running the engine.
 
 Workers of a batch (audits.batch processes, Ray actors) each get the library as it was at the start
@@ -51,7 +51,7 @@ class Entry:
     key: str  # uuid hex, made where it was first heard; the database row's key
     heard_by: HeardBy
     anchor: fingerprint.Fingerprint
-    hearings: list[Transcript]  # decoded plays, longest play first; times are of no meaning here
+    hearings: list[Transcript]  # decoded plays in hearing order; times are of no meaning here
 
 
 @dataclass
@@ -101,8 +101,8 @@ class Library:
         return labels, {label: list(usable[label].hearings) for label in set(labels) if label < len(usable)}
 
     def learn(self, members: dict[int, list[int]], own: dict[int, Transcript], speech) -> None:
-        """After the engine ran: `members` are each group's plays (indices into `speech`), longest
-        first, `own` the hearing of every play decoded or taken from the library."""
+        """After the engine ran: `members` are each group's plays (indices into `speech`) in
+        hearing order, `own` the hearing of every play decoded or taken from the library."""
         for label, indices in members.items():
             entry = self._grouped[label]
             heard = [own[i] for i in indices if i in own]

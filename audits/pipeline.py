@@ -36,6 +36,13 @@ CLIP_PAD_AFTER_S = 0.3
 # -0.55, heard with wrong words -0.6 to -0.9.
 LOW_CONFIDENCE_LOGPROB = -0.6
 MAX_HEARINGS = 3
+# Which plays of a message are heard, in order (hearing_order): whole plays before cut ones (a play
+# shorter than this fraction of the message's longest lost words to the segmenter or the recording's
+# end), and among whole plays the cleanest first, by an estimate of each play's signal-to-noise ratio:
+# its loud frames (speech) against its quiet ones (the line and music under the pauses between words).
+WHOLE_PLAY_FRACTION = 0.9
+SNR_FRAME_S = 0.02
+SNR_SPEECH_PERCENTILE, SNR_FLOOR_PERCENTILE = 95, 10
 
 
 def audit_file(path: str | Path, context: Context | None, transcriber,
@@ -102,11 +109,11 @@ def transcribe_distinct(audio: Audio, segments: list[Span], transcriber,
     `max_hearings` times for a group whose first hearing `needs_another_hearing`.
 
     Returns the transcripts and each play's group number (the `group_keys` of `analyse`). Plays are
-    heard longest first: a play cut short by the segmenter or the end of the recording would lose
-    words. A play that was decoded keeps its own text; the others get their group's best hearing.
+    heard in `hearing_order`: whole plays before cut ones, the cleanest first. A play that was decoded
+    keeps its own text; the others get their group's best hearing.
 
     With a message `library` (audits.library.Library) its entries are groups too, matched as strictly:
-    a group heard before gets its earlier hearings (longest play first, as decoded then) and is only
+    a group heard before gets its earlier hearings (in the order decoded then) and is only
     heard again while it has fewer than `max_hearings` and needs another; the library then learns
     what was heard here.
     """
@@ -120,8 +127,8 @@ def transcribe_distinct(audio: Audio, segments: list[Span], transcriber,
     members: dict[int, list[int]] = {}
     for index, label in enumerate(labels):
         members.setdefault(label, []).append(index)
-    for indices in members.values():
-        indices.sort(key=lambda i: -speech[i].duration_s)  # stable: equal lengths stay in play order
+    for label, indices in members.items():
+        members[label] = hearing_order(audio, speech, indices)
     first = [indices[0] for label, indices in members.items() if label not in earlier]
     own = dict(zip(first, transcribe_plays(audio, speech, first, transcriber, on_segment, prompt)))
     for label, hearings in earlier.items():
@@ -138,6 +145,38 @@ def transcribe_distinct(audio: Audio, segments: list[Span], transcriber,
         library.learn(members, own, speech)
     return [replace(own.get(index, best[label]), start_s=span.start_s, end_s=span.end_s)
             for index, (span, label) in enumerate(zip(speech, labels))], labels
+
+
+def hearing_order(audio: Audio, speech: list[Span], indices: list[int]) -> list[int]:
+    """Plays of one message (indices into `speech`) in the order to hear them: whole plays (at least
+    WHOLE_PLAY_FRACTION of the longest) cleanest first (`snr_db`), then cut plays longest first; ties
+    keep play order. A noisy play decoded first would be the one hearing of a sure-sounding message."""
+    if len(indices) < 2:
+        return list(indices)
+    longest_s = max(speech[i].duration_s for i in indices)
+
+    def order(i: int) -> tuple[bool, float]:
+        span = speech[i]
+        if span.duration_s < WHOLE_PLAY_FRACTION * longest_s:
+            return True, -span.duration_s
+        return False, -snr_db(audio.samples[_sample(span.start_s):_sample(span.end_s)])
+
+    return sorted(indices, key=order)  # stable
+
+
+def snr_db(samples) -> float:
+    """A play's signal-to-noise ratio estimate in dB: the level of its loud frames (speech) over that
+    of its quiet ones (what is under the pauses between words)."""
+    import numpy as np
+
+    frame_n = int(SNR_FRAME_S * SAMPLE_RATE)
+    n_frames = len(samples) // frame_n
+    if n_frames < 2:
+        return 0.0
+    frames = np.asarray(samples[:n_frames * frame_n], dtype=np.float32).reshape(n_frames, frame_n)
+    levels_db = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)  # (n_frames,)
+    speech_db, floor_db = np.percentile(levels_db, [SNR_SPEECH_PERCENTILE, SNR_FLOOR_PERCENTILE])
+    return float(speech_db - floor_db)
 
 
 def needs_another_hearing(heard: Transcript, known_products: list[str]) -> bool:

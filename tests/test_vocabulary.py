@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core.audit import Context, Issue
+from app.core.audit import Context, Issue, Span
 from audits import pipeline
 from audits.audio import load
 from audits.classify import CatalogMessage, mentions
@@ -70,6 +70,67 @@ def test_a_sure_first_hearing_is_not_repeated():
     assert not pipeline.needs_another_hearing(promo_without_product, [])  # nothing known to listen for
     named = replace(promo_without_product, text="Upgrade to the brand new Galaxy S7 today.", avg_logprob=-0.59)
     assert pipeline.best_hearing([promo_without_product, named], ["Galaxy S7"]) is named
+
+
+class HearingEngine:
+    """The real engine, noting which plays (clip start times) it was given, in order."""
+
+    def __init__(self, engine):
+        self.engine, self.starts_s = engine, []
+
+    def transcribe_many(self, clips, starts_s=None, prompt=None):
+        self.starts_s += list(starts_s)
+        return self.engine.transcribe_many(clips, starts_s, prompt)
+
+
+def plays_of_one_promo(noisy_snr_db: float = 20.0):
+    """Three plays of one spoken promo, 2 s apart over a quiet line: the 2nd under noise at 20 dB below it (and
+    longest: the noise runs on after it), the 3rd cut short after its first 60 %. -> audio, speech spans."""
+    import numpy as np
+
+    from audits.data import SAMPLE_RATE, Audio
+    from tests.speech import speak
+
+    said = speak(MESSAGES["galaxy-upgrade"]["text"])
+    said *= 0.3 / np.abs(said).max()
+    rng = np.random.default_rng(14)
+    gap = np.zeros(2 * SAMPLE_RATE, dtype=np.float32)
+    speech_rms = np.sqrt(np.mean(said[np.abs(said) > 0.01] ** 2))
+    noisy = np.concatenate([said, np.zeros(SAMPLE_RATE // 2, dtype=np.float32)])
+    noisy += rng.standard_normal(len(noisy)).astype(np.float32) * speech_rms * 10 ** (-noisy_snr_db / 20)
+    cut = said[:int(0.6 * len(said))]
+    pieces, speech, at_n = [], [], 0
+    for play in (gap, said, gap, noisy, gap, cut, gap):
+        if play is not gap:
+            speech.append(Span(at_n / SAMPLE_RATE, (at_n + len(play)) / SAMPLE_RATE, "speech"))
+        pieces.append(play)
+        at_n += len(play)
+    samples = np.concatenate(pieces)
+    samples += rng.standard_normal(len(samples)).astype(np.float32) * 10 ** (-60 / 20)  # the line
+    return Audio("plays.wav", samples.astype(np.float32)), speech
+
+
+def test_the_cleanest_whole_play_is_heard_first_and_the_noisiest_not_before_a_clean_one():
+    audio, speech = plays_of_one_promo()
+    clean, noisy, cut = (pipeline.snr_db(audio.samples[int(s.start_s * 16000):int(s.end_s * 16000)])
+                         for s in speech)
+    assert clean > noisy + 10  # the estimate tells them apart
+    assert speech[1].duration_s > speech[0].duration_s  # longest-first would hear the noisy one first
+    assert pipeline.hearing_order(audio, speech, [0, 1, 2]) == [0, 1, 2]
+    assert pipeline.hearing_order(audio, speech, [2, 1, 0]) == [0, 1, 2]  # not play order: cleanest whole first
+    assert pipeline.hearing_order(audio, speech, [1, 2]) == [1, 2]  # a whole noisy play before a cut one
+
+    segments = sorted(speech + [Span(0.0, speech[0].start_s, "music")], key=lambda s: s.start_s)
+    engine = HearingEngine(shared_engine("faster-whisper", "tiny.en"))
+    transcripts, labels = pipeline.transcribe_distinct(audio, segments, engine, known_products=["Galaxy S9"],
+                                                       max_hearings=2)
+    assert labels[0] == labels[1]  # the noisy play is a play of the same message (at 15 dB it is not)
+    clip_starts_s = [round(pipeline.clip_bounds_s(speech, i, audio.duration_s)[0], 3) for i in range(3)]
+    heard = [clip_starts_s.index(round(start_s, 3)) for start_s in engine.starts_s]
+    promo_heard = [i for i in heard if labels[i] == labels[0]]
+    # the clean play first, though the noisy one is longer; the noisy one only as a second hearing (the
+    # first named no Galaxy S9, as none is said)
+    assert promo_heard == [0, 1]
 
 
 # ---------------------------------------------------------------- vocabulary
