@@ -20,7 +20,9 @@ baseline      openai-whisper `model.transcribe()` on the whole 45-minute file: -
               silence); one play per speech segment, the same hallucination guard
               (audits.transcribe.combine), then messages -> classify -> rules (pipeline.analyse).
 holdguard     `holdguard audit FILE --engine E --format json` (the CLI, on a fresh copy of the
-              database), each engine, the 45- and the 90-minute file, 3 times each (median).
+              database), each engine, the 45- and the 90-minute file, 3 times each (median); and
+              once more on 45 minutes with the music/silence pre-filter off (audits.prefilter:
+              Silero's coarse pass over all sound, as before it), to show what it saves.
 every play    holdguard's pipeline with acoustic grouping off (every play transcribed,
               faster-whisper), 45 minutes: the findings acoustic grouping must reproduce.
 
@@ -260,9 +262,12 @@ def measure(name: str, command: list[str], kind: str, duration_s: float, repeats
     return run
 
 
-def holdguard_command(path: Path, engine: str, db_path: Path) -> list[str]:
-    """The CLI in a child that reports its own peak memory after the command finishes."""
-    code = ("import resource, sys; from app.cli import main\n"
+def holdguard_command(path: Path, engine: str, db_path: Path, prefilter: bool = True) -> list[str]:
+    """The CLI in a child that reports its own peak memory after the command finishes; with
+    prefilter=False, audits.segment runs the VAD's coarse pass over all sound (as before the pre-filter)."""
+    without_prefilter = ("import functools, audits.segment as segment; "
+                         "segment.split = functools.partial(segment.split, prefilter=False)\n")
+    code = ("import resource, sys; from app.cli import main\n" + ("" if prefilter else without_prefilter) +
             "try:\n    main(sys.argv[1:], prog_name='holdguard')\n"
             "finally:\n    print(f'peak_mb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f}',"
             " file=sys.stderr)")
@@ -364,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(measure(f"holdguard audit --engine {engine}",
                                 holdguard_command(holds[minutes][0], engine, fresh_db(f"{engine}-{minutes}")),
                                 "holdguard", truths[minutes]["duration_s"], repeats=HOLDGUARD_REPEATS))
+    runs.append(measure("holdguard audit, pre-filter off (VAD coarse pass over all sound)",
+                        holdguard_command(holds[45][0], "faster-whisper", fresh_db("no-prefilter-45"), prefilter=False),
+                        "holdguard", duration_45_s, repeats=HOLDGUARD_REPEATS))
     reference = None
     if not args.skip_every_play:
         reference = measure("holdguard pipeline, every play transcribed (faster-whisper)", child("every-play", 45),
