@@ -5,9 +5,9 @@
 With `jobs` > 1 each recording is audited in a worker process (ProcessPoolExecutor,
 "spawn": no OpenMP or onnxruntime threads are forked). Each worker loads the
 speech model once, in its initializer, and audits one recording at a time; its
-speech engine gets `cores // jobs` threads so the workers together never ask for
-more threads than there are cores. Workers return plain AuditResults; this
-process resolves each caller's context beforehand and stores every result itself
+speech engine has the decoder's fixed thread count (audits.transcribe.DECODER_THREADS,
+the same as a single run's): parallelism comes from the workers, one per core.
+Workers return plain AuditResults; this process resolves each caller's context beforehand and stores every result itself
 (SQLite has one writer), as soon as it arrives. A recording that cannot be
 audited is reported with a one-line error and the batch goes on; a worker that
 dies (a crash in a native library) costs only the recording it was auditing:
@@ -92,8 +92,11 @@ def default_jobs(n_files: int) -> int:
 
 
 def threads_per_worker(jobs: int) -> int:
-    """Engine threads for each of `jobs` workers: together they use the cores, no more."""
-    return max(1, cpu_count() // max(1, jobs))
+    """Engine threads for each of `jobs` workers: the decoder's fixed count (audits.transcribe
+    DECODER_THREADS), so a worker hears what a single run hears, on any machine."""
+    from audits.transcribe import DECODER_THREADS
+
+    return DECODER_THREADS
 
 
 def one_line_error(path: Path, error: Exception) -> str:

@@ -27,7 +27,8 @@ from collections import deque
 from dataclasses import replace
 from pathlib import Path
 
-from audits.batch import Outcome, Progress, Task, audit_in_worker, cpu_count, one_line_error, start_worker, worker_args
+from audits.batch import (Outcome, Progress, Task, audit_in_worker, cpu_count, one_line_error, start_worker,
+                          threads_per_worker, worker_args)
 
 LOCAL = "local"  # Ray's own name for "start a new local instance"
 MAX_ATTEMPTS = 3  # a recording whose task failed this often in Ray is reported, not tried again
@@ -135,7 +136,7 @@ class RayRunner:
         progress = progress or Progress()
         prepare_model(engine, model)  # a local Ray converts the checkpoint once, here
         n_actors = max(1, min(self.jobs or self.cpus, self.cpus, len(tasks)))
-        threads = max(1, self.cpus // n_actors)
+        threads = threads_per_worker(n_actors)
         thread_limits = {variable: str(threads) for variable in
                          ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
         # Set when the worker process starts, before Ray or numpy load a numeric library.

@@ -15,7 +15,8 @@ one of Whisper's known hallucinations is returned as "" (see `hallucination`).
 
 Worker processes (audits.batch): the parent calls `prepare_model(engine, model)` once (the one-off
 conversion), workers start with the "spawn" context (torch and CTranslate2 thread pools do not
-survive fork) and each loads the engine once, with cores // workers threads.
+survive fork) and each loads the engine once. Every decoder has DECODER_THREADS threads, in a worker
+or not, on any machine: a batch gets its parallelism from its workers and from decoding clips together.
 """
 from __future__ import annotations
 
@@ -42,6 +43,12 @@ DEFAULT_ENGINE = "faster-whisper"
 # differently in a batch worker (1 thread) and in a single-process re-audit ("Have your day in town."
 # / "... on time."), which test_audit_e2e's "same audio, same audit" rejects. See the README.
 DEFAULT_MODEL = "tiny.en"
+# Threads of one decoder, fixed by design rather than taken from the machine's cores: what a clip is
+# heard as must not depend on where it was decoded. (Measured on this machine's float32 and int8
+# kernels, 1 and 2 threads gave the same text for all 60 clips of tests/bench/accuracy.py, with
+# tiny.en and base; other thread counts and CPUs were not measured.) One thread: the workers of a
+# batch (one per core) and the clips decoded together keep the cores busy without oversubscribing them.
+DECODER_THREADS = 1
 # Beam search as openai-whisper's CLI does; greedy (1) is about twice as fast but hears a little less.
 DEFAULT_BEAM_SIZE = 5
 
@@ -73,6 +80,12 @@ BATCH_CLIPS = 4
 # has no closing timestamp, where decoding alone goes back for it; with 10 s of window to spare,
 # speech always ends with one. Under 0.1 s two clips could share a `seek` (10 ms frames).
 BATCH_MIN_S, BATCH_MAX_S = 0.1, 20.0
+# The batched pipeline drops a window's last phrase when no timestamp closes it, where decoding alone
+# goes back and decodes it again ("... can repair and" / "... can repair and to have read in life in
+# your home."): the batch's last timestamp then falls short of the clip's end, which a complete
+# decoding reaches (within 0.1 s on the 60 clips of tests/bench/accuracy.py; the one cut short 2.0 s
+# before it). Such a clip is decoded alone, so a clip's text does not depend on the path it took.
+UNFINISHED_GAP_S = 1.0
 
 
 def token_limit(duration_s: float) -> int:
@@ -247,14 +260,14 @@ class OpenAIWhisper(Transcriber):
 
     engine = "openai-whisper"
 
-    def __init__(self, model: str = DEFAULT_MODEL, beam_size: int = DEFAULT_BEAM_SIZE, threads: int = 0):
+    def __init__(self, model: str = DEFAULT_MODEL, beam_size: int = DEFAULT_BEAM_SIZE,
+                 threads: int = DECODER_THREADS):
         import torch
 
         from audits.weights import load_openai_whisper
 
         super().__init__(model, beam_size, threads)
-        if threads:
-            torch.set_num_threads(threads)  # process-wide: torch has no per-model thread count
+        torch.set_num_threads(threads)  # process-wide: torch has no per-model thread count
         self.whisper_model = load_openai_whisper(model)
 
     def _decode(self, samples: np.ndarray, max_tokens: int, prompt: str | None = None) -> list[Decoded]:
@@ -274,7 +287,7 @@ class FasterWhisper(Transcriber):
 
     engine = "faster-whisper"
 
-    def __init__(self, model: str = DEFAULT_MODEL, beam_size: int = DEFAULT_BEAM_SIZE, threads: int = 0,
+    def __init__(self, model: str = DEFAULT_MODEL, beam_size: int = DEFAULT_BEAM_SIZE, threads: int = DECODER_THREADS,
                  compute_type: str = "float32"):
         from audits.weights import ct2_model_dir
 
@@ -291,7 +304,7 @@ class FasterWhisper(Transcriber):
             whisper_log.setLevel(logging.WARNING)
         try:
             self.whisper_model = WhisperModel(str(model_dir), device="cpu", compute_type=compute_type,
-                                              cpu_threads=threads or os.cpu_count() or 1, local_files_only=True)
+                                              cpu_threads=threads, local_files_only=True)
         except (RuntimeError, ValueError, OSError) as error:
             raise ModelError(f"{model_dir}: faster-whisper cannot load it ({str(error).strip()})") from error
 
@@ -319,27 +332,36 @@ class FasterWhisper(Transcriber):
             for first in range(0, len(members), BATCH_CLIPS):
                 batch = members[first: first + BATCH_CLIPS]
                 for i, decoded in zip(batch, self._decode_batch([clips[i] for i in batch], cap, prompt or None)):
-                    heard[i] = combine(decoded, starts_s[i], starts_s[i] + len(clips[i]) / SAMPLE_RATE)
+                    if decoded is not None:  # None: unfinished, heard alone below
+                        heard[i] = combine(decoded, starts_s[i], starts_s[i] + len(clips[i]) / SAMPLE_RATE)
         return [transcript if transcript is not None and not echoes_prompt(transcript.text, prompt)
                 else self.transcribe(clip, start_s, None if transcript is not None else prompt)
                 for transcript, clip, start_s in zip(heard, clips, starts_s)]
 
-    def _decode_batch(self, clips: list[np.ndarray], max_tokens: int, prompt: str | None = None) -> list[list[Decoded]]:
-        """Each clip's segments, decoded together (faster-whisper's batched pipeline, one clip per window)."""
+    def _decode_batch(self, clips: list[np.ndarray], max_tokens: int,
+                      prompt: str | None = None) -> list[list[Decoded] | None]:
+        """Each clip's segments, decoded together (faster-whisper's batched pipeline, one clip per window),
+        or None for a clip whose decoding the batched pipeline left unfinished (see UNFINISHED_GAP_S)."""
         bounds_n = np.cumsum([0] + [len(clip) for clip in clips])
         # The pipeline names each segment's clip by `seek`, the 10 ms frame the clip starts at.
         frames_per_s = self.whisper_model.frames_per_second
         clip_at_seek = {int(start_n / SAMPLE_RATE * frames_per_s): i for i, start_n in enumerate(bounds_n[:-1])}
         segments, _info = self._batched().transcribe(
             np.concatenate(clips), language="en", temperature=TEMPERATURE, beam_size=self.beam_size,
-            max_new_tokens=max_tokens, without_timestamps=False, batch_size=len(clips), initial_prompt=prompt,
+            max_new_tokens=max_tokens, without_timestamps=False, batch_size=len(clips),
+            # The one-clip path (and openai-whisper) encodes " " + the prompt; the batched one encodes
+            # the text as given. Without the space the prompt is other tokens, and a clip heard in a
+            # batch and alone came out differently (30 of 60 clips in tests/bench/accuracy.py).
+            initial_prompt=" " + prompt.strip() if prompt else None,
             # in seconds, which it turns back into samples with int(): half a sample on, so exactly
             clip_timestamps=[{"start": (start_n + 0.5) / SAMPLE_RATE, "end": (end_n + 0.5) / SAMPLE_RATE}
                              for start_n, end_n in zip(bounds_n[:-1], bounds_n[1:])])
         found: list[list] = [[] for _ in clips]
         for segment in segments:
             found[clip_at_seek[segment.seek]].append(segment)
-        return [_window_decoded(pieces) for pieces in found]
+        ends_s = bounds_n[1:] / SAMPLE_RATE
+        return [_window_decoded(pieces) if max((p.end for p in pieces), default=0.0) >= end_s - UNFINISHED_GAP_S
+                else None for pieces, end_s in zip(found, ends_s)]
 
     def _batched(self):
         from faster_whisper import BatchedInferencePipeline
@@ -374,10 +396,11 @@ def _start_times(clips: list, starts_s: list[float] | None) -> list[float]:
 
 
 def load_engine(engine: str = DEFAULT_ENGINE, model: str = DEFAULT_MODEL, *, beam_size: int = DEFAULT_BEAM_SIZE,
-                threads: int = 0, compute_type: str = "float32") -> Transcriber:
+                threads: int = DECODER_THREADS, compute_type: str = "float32") -> Transcriber:
     """Load a speech engine: "openai-whisper" or "faster-whisper", a model name (tiny.en) or path.
 
-    `threads` 0 means the library's default (all cores). `compute_type` applies to faster-whisper only.
+    `threads`: the decoder's (DECODER_THREADS; other counts are for measuring). `compute_type` applies
+    to faster-whisper only.
     Raises ModelError with a one-line message for an unknown engine, model name or unusable path.
     """
     _check_engine(engine)
@@ -406,7 +429,7 @@ def _check_engine(engine: str) -> None:
 
 @functools.lru_cache(maxsize=4)
 def shared_engine(engine: str = DEFAULT_ENGINE, model: str = DEFAULT_MODEL, *, beam_size: int = DEFAULT_BEAM_SIZE,
-                  threads: int = 0, compute_type: str = "float32") -> Transcriber:
+                  threads: int = DECODER_THREADS, compute_type: str = "float32") -> Transcriber:
     """`load_engine`, but loaded once per process: call it inside worker processes with plain arguments.
 
     Convert the checkpoint in the parent first (`prepare_model`), so workers do not all convert it.
