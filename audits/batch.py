@@ -7,8 +7,8 @@ With `jobs` > 1 each recording is audited in a worker process (ProcessPoolExecut
 speech model once, in its initializer, and audits one recording at a time; its
 speech engine has the decoder's fixed thread count (audits.transcribe.DECODER_THREADS,
 the same as a single run's): parallelism comes from the workers, one per core.
-Workers return plain AuditResults; this process resolves each caller's context beforehand and stores every result itself
-(SQLite has one writer), as soon as it arrives. A recording that cannot be
+Workers return plain AuditResults; this process resolves each caller's context
+beforehand and stores every result itself (SQLite has one writer), as soon as it arrives. A recording that cannot be
 audited is reported with a one-line error and the batch goes on; a worker that
 dies (a crash in a native library) costs only the recording it was auditing:
 the recordings in flight with it are audited again, one worker each.
