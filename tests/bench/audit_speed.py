@@ -22,7 +22,8 @@ baseline      openai-whisper `model.transcribe()` on the whole 45-minute file: -
 holdguard     `holdguard audit FILE --engine E --format json` (the CLI, on a fresh copy of the
               database), each engine, the 45- and the 90-minute file, 3 times each (median); and
               once more on 45 minutes with the music/silence pre-filter off (audits.prefilter:
-              Silero's coarse pass over all sound, as before it), to show what it saves.
+              Silero's coarse pass over all sound, as before it), to show what it saves; with
+              --int8, once more with faster-whisper's weights loaded as int8.
 every play    holdguard's pipeline with acoustic grouping off (every play transcribed,
               faster-whisper), 45 minutes: the findings acoustic grouping must reproduce.
 
@@ -262,12 +263,21 @@ def measure(name: str, command: list[str], kind: str, duration_s: float, repeats
     return run
 
 
-def holdguard_command(path: Path, engine: str, db_path: Path, prefilter: bool = True) -> list[str]:
-    """The CLI in a child that reports its own peak memory after the command finishes; with
-    prefilter=False, audits.segment runs the VAD's coarse pass over all sound (as before the pre-filter)."""
-    without_prefilter = ("import functools, audits.segment as segment; "
-                         "segment.split = functools.partial(segment.split, prefilter=False)\n")
-    code = ("import resource, sys; from app.cli import main\n" + ("" if prefilter else without_prefilter) +
+def holdguard_command(path: Path, engine: str, db_path: Path, prefilter: bool = True,
+                      compute_type: str | None = None) -> list[str]:
+    """The CLI in a child that reports its own peak memory after the command finishes. With
+    prefilter=False, audits.segment runs the VAD's coarse pass over all sound (as before the
+    pre-filter); with compute_type, faster-whisper loads its weights as that ("int8")."""
+    patches = ""
+    if not prefilter:
+        patches += ("import functools, audits.segment as segment; "
+                    "segment.split = functools.partial(segment.split, prefilter=False)\n")
+    if compute_type:
+        patches += ("import audits.transcribe as transcribe\nload_engine = transcribe.load_engine\n"
+                    "def with_compute_type(*args, **options):\n"
+                    f"    return load_engine(*args, **{{**options, 'compute_type': {compute_type!r}}})\n"
+                    "transcribe.load_engine = with_compute_type\n")
+    code = ("import resource, sys; from app.cli import main\n" + patches +
             "try:\n    main(sys.argv[1:], prog_name='holdguard')\n"
             "finally:\n    print(f'peak_mb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f}',"
             " file=sys.stderr)")
@@ -320,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: $HOLDGUARD_CACHE_DIR/bench or ~/.cache/holdguard/bench)")
     parser.add_argument("--skip-baseline", action="store_true", help="skip the whole-file baselines (minutes)")
     parser.add_argument("--skip-every-play", action="store_true", help="skip the every-play run")
+    parser.add_argument("--int8", action="store_true", help="one more run: faster-whisper with int8 weights, 45 min")
     parser.add_argument("--model", help="Whisper model for every run, baselines included (default: holdguard's)")
     parser.add_argument("--child", nargs=3, metavar=("VARIANT", "PATH", "DB"), help=argparse.SUPPRESS)
     parser.add_argument("--generate-into", type=Path, help=argparse.SUPPRESS)
@@ -372,6 +383,10 @@ def main(argv: list[str] | None = None) -> int:
     runs.append(measure("holdguard audit, pre-filter off (VAD coarse pass over all sound)",
                         holdguard_command(holds[45][0], "faster-whisper", fresh_db("no-prefilter-45"), prefilter=False),
                         "holdguard", duration_45_s, repeats=HOLDGUARD_REPEATS))
+    if args.int8:
+        runs.append(measure("holdguard audit, int8 weights (faster-whisper)",
+                            holdguard_command(holds[45][0], "faster-whisper", fresh_db("int8-45"), compute_type="int8"),
+                            "holdguard", duration_45_s, repeats=HOLDGUARD_REPEATS))
     reference = None
     if not args.skip_every_play:
         reference = measure("holdguard pipeline, every play transcribed (faster-whisper)", child("every-play", 45),
