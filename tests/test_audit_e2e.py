@@ -15,7 +15,7 @@ The database is set up as in a deployment: the demo hold flow loaded (its catalo
 product each promo sells) and the demo CRM customers imported.
 """
 import json
-import shutil
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -219,7 +219,10 @@ def test_search_finds_the_stored_transcripts(batch):
 
 def test_re_auditing_a_file_replaces_its_rows(batch, tmp_path):
     db_path = tmp_path / "copy.db"
-    shutil.copy(batch.db_path, db_path)
+    # SQLite's backup API, not a file copy: what the batch wrote may still be in the -wal file beside it
+    # (checkpoints run in the background), and a copy of the main file alone would lack the message library
+    with sqlite3.connect(batch.db_path) as source, sqlite3.connect(db_path) as target:
+        source.backup(target)
     clean = batch.holds[CALL_SID].path  # one message: the cheapest to transcribe again
     args = ["audit", str(clean), "--db", str(db_path), "--format", "json"]
     first = CliRunner().invoke(main, args)
