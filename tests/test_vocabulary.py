@@ -143,6 +143,10 @@ def test_the_prompt_lists_each_name_once_and_an_echo_of_it_is_caught():
     assert echoes_prompt("Switch to Fiber 1G, Home Protection Plan, Home Safety Plan, Home Protection Plan, "
                          "Home Protection Plan.", prompt)
     assert not echoes_prompt("Switch to Fiber 1G home internet and save $20 a month.", prompt)
+    # and, with the Galaxy S9 in the catalog, its promo heard in a Scottish voice over a noisy line:
+    prompt = vocabulary_prompt(["Galaxy S7", "Galaxy S9", "Home Protection Plan"])
+    assert echoes_prompt("Meet the new Galaxy S7, 3v4, Home Protection Plan.", prompt)
+    assert not echoes_prompt("Upgrade to the Galaxy S7 today: the Galaxy S7 has a better camera.", prompt)
 
 
 @pytest.fixture(scope="module")
