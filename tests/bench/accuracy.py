@@ -30,6 +30,9 @@ holds       the whole pipeline (pipeline.audit_file) on each hold for a caller w
             (rule, category, count) outline equals the one the same stages give on the true text;
             "products right" = every promo message names its product and no other; audit time.
 
+--decoding-options: faster-whisper's own decoding options (beam size, patience, timestamps, the
+temperature fallback, prompt variants; DECODING_OPTIONS) on the clips instead, one at a time.
+
 Prints Markdown tables and the machine. Nothing here runs in the test suite.
 """
 from __future__ import annotations
@@ -270,6 +273,47 @@ def real_scores(engine, real, prompt: str | None) -> dict:
     return {"errors": errors, "words": words, "time_s": time.perf_counter() - started}
 
 
+# ---------------------------------------------------------------- decoding options
+
+# faster-whisper's own options over holdguard's (beam 5, temperature 0, the catalog's names as the
+# prompt), decoded one clip at a time; "_prompt" picks another prompt.
+DECODING_OPTIONS = {
+    "beam 5, temperature 0 (holdguard's)": {},
+    "greedy (beam 1)": {"beam_size": 1},
+    "beam 10": {"beam_size": 10},
+    "patience 2": {"patience": 2.0},
+    "without timestamps": {"without_timestamps": True},
+    "temperature fallback to 1.0": {"temperature": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0], "log_prob_threshold": -1.0,
+                                    "compression_ratio_threshold": 2.4},
+    "prompt as a sentence": {"_prompt": "sentence"},
+    "prompt without Whisper's leading space": {"_prompt": "no space"},
+}
+
+
+def option_scores(engine, clips: list[tuple[str, np.ndarray]], option: dict) -> dict:
+    """clip_scores for one decoding option (no retry of a hearing that reads the prompt back)."""
+    from audits.transcribe import _decoded, combine, token_limit
+
+    option = dict(option)
+    names = vocabulary_prompt(CATALOG_PRODUCTS)
+    prompt = {"sentence": "Thank you for holding. Ask about the " + names.rstrip(".").replace(", ", ", the ") + ".",
+              "no space": engine.whisper_model.hf_tokenizer.encode(names, add_special_tokens=False).ids,
+              }.get(option.pop("_prompt", ""), names)
+    settings = dict(language="en", temperature=0.0, beam_size=5, initial_prompt=prompt,
+                    condition_on_previous_text=False, no_speech_threshold=None, vad_filter=False) | option
+
+    class OneByOne:
+        def transcribe_many(self, samples_list, prompt=None):
+            heard = []
+            for samples in samples_list:
+                segments, _ = engine.whisper_model.transcribe(
+                    samples, max_new_tokens=token_limit(len(samples) / SAMPLE_RATE), **settings)
+                heard.append(combine([_decoded(segment) for segment in segments], 0.0, len(samples) / SAMPLE_RATE))
+            return heard
+
+    return clip_scores(OneByOne(), clips, None)
+
+
 # ---------------------------------------------------------------- main
 
 def machine() -> str:
@@ -294,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-holds", action="store_true")
     parser.add_argument("--skip-clips", action="store_true", help="only the holds through the pipeline")
     parser.add_argument("--hold-options", default=",".join(HOLD_OPTIONS), help="which of: " + ", ".join(HOLD_OPTIONS))
+    parser.add_argument("--decoding-options", action="store_true",
+                        help="only faster-whisper's decoding options on the clips (DECODING_OPTIONS)")
     args = parser.parse_args(argv)
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     holds = build_holds(args.cache_dir, args.conditions)
@@ -302,6 +348,16 @@ def main(argv: list[str] | None = None) -> int:
     prompts = {"plain": None, "vocabulary: catalog": vocabulary_prompt(CATALOG_PRODUCTS),
                "vocabulary: caller's product only": vocabulary_prompt(OWNED)}
     clip_rows, real_rows, hold_rows = [], [], []
+    if args.decoding_options:
+        print("| model | option | WER | promo product named | product invented | time s |\n|---|---|---|---|---|---|")
+        for model in args.models.split(","):
+            engine = shared_engine("faster-whisper", model)
+            for label, option in DECODING_OPTIONS.items():
+                s = option_scores(engine, clips, option)
+                print(f"| {model} | {label} | {s['errors'] / s['words']:.3f} | {s['named']}/{s['promos']} | "
+                      f"{s['invented']} | {s['time_s']:.1f} |", flush=True)
+        print(f"\nmachine: {machine()}")
+        return 0
     for model in args.models.split(","):
         engine = shared_engine("faster-whisper", model)
         engine.transcribe_many([clips[0][1]])  # warm up
