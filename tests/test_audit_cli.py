@@ -142,6 +142,7 @@ def test_engine_choices_match_the_transcribe_stage():
 
     assert ENGINES == transcribe.ENGINES
     assert cli.DEFAULT_ENGINE == transcribe.DEFAULT_ENGINE
+    assert cli.DEFAULT_MODEL == transcribe.DEFAULT_MODEL
 
 
 @pytest.fixture(scope="module")

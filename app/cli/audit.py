@@ -28,7 +28,7 @@ from app.storage import audits as store
 # audits.transcribe.ENGINES, spelled out so `--help` does not import the speech stack (a test checks they agree)
 ENGINES = ("openai-whisper", "faster-whisper")
 DEFAULT_ENGINE = "faster-whisper"  # audits.transcribe.DEFAULT_ENGINE (tested to agree)
-DEFAULT_MODEL = "tiny.en"
+DEFAULT_MODEL = "base"  # audits.transcribe.DEFAULT_MODEL
 REPORT_EXTENSIONS = {".json": "json", ".md": "md", ".html": "html", ".htm": "html"}
 INDEX_STEM = "index"
 _RUN_PATHS = "\0audit-paths"  # the hidden name the group gives its default command; no argv can spell it

@@ -72,7 +72,7 @@ def demo_command(ctx, db_path, out_dir, minutes, skip_audit):
 
     report_path = out_dir / "hold-10min.html"
     out_dir.mkdir(parents=True, exist_ok=True)
-    click.secho(f"\n== 3. audit of {SAMPLE_RECORDING.name} (Whisper tiny.en, offline)", bold=True)
+    click.secho(f"\n== 3. audit of {SAMPLE_RECORDING.name} (Whisper base, offline)", bold=True)
     click.echo("loading Whisper and transcribing each distinct message once ...")
     # ctx.invoke fills the other options (engine, model) with the command's own defaults.
     ctx.invoke(audit_paths, paths=(SAMPLE_RECORDING,), fmt="html", out=report_path, db_path=db_path)
