@@ -19,8 +19,8 @@ baseline      openai-whisper `model.transcribe()` on the whole 45-minute file: -
               (Whisper's segment times are seconds off), else dropped (text over music or
               silence); one play per speech segment, the same hallucination guard
               (audits.transcribe.combine), then messages -> classify -> rules (pipeline.analyse).
-holdguard     `holdguard audit FILE --engine E --format json` (the CLI, on a fresh copy of the
-              database), each engine, the 45- and the 90-minute file, 3 times each (median); and
+holdguard     `holdguard audit FILE --engine E --format json` (the CLI, each run on a fresh copy
+              of the database: a cold message library), each engine, the 45- and the 90-minute file, 3 times each (median); and
               once more on 45 minutes with the music/silence pre-filter off (audits.prefilter:
               Silero's coarse pass over all sound, as before it), to show what it saves; with
               --int8, once more with faster-whisper's weights loaded as int8.
@@ -239,11 +239,14 @@ def child_env() -> dict:
     return env
 
 
-def measure(name: str, command: list[str], kind: str, duration_s: float, repeats: int = 1) -> dict:
-    """Run a command `repeats` times (each in its own process): the median wall time, the largest peak."""
+def measure(name: str, command: list[str], kind: str, duration_s: float, repeats: int = 1,
+            before_each=lambda: None) -> dict:
+    """Run a command `repeats` times (each in its own process, after `before_each()`): the median wall
+    time, the largest peak."""
     print(f"running {name} ({duration_s / 60:.0f} min) ...", file=sys.stderr, flush=True)
     walls, peaks = [], []
     for _ in range(repeats):
+        before_each()
         run = run_child(command, TIME_LIMITS_S[kind], child_env())
         run.update(name=name, duration_s=duration_s)
         if run["timeout"]:
@@ -366,6 +369,12 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copyfile(template_db, db_path)
         return db_path
 
+    def audit(name: str, command: list[str], minutes: int, db_path: Path) -> dict:
+        """Every run on a fresh copy of the database: a cold message library, or the second and
+        third runs would reuse what the first one heard (the warm path, measured by fleet_audit.py)."""
+        return measure(name, command, "holdguard", truths[minutes]["duration_s"], repeats=HOLDGUARD_REPEATS,
+                       before_each=lambda: shutil.copyfile(template_db, db_path))
+
     def child(variant: str, minutes: int) -> list[str]:
         return [sys.executable, __file__, "--child", variant, str(holds[minutes][0]), str(fresh_db(variant))]
 
@@ -377,16 +386,16 @@ def main(argv: list[str] | None = None) -> int:
     runs = list(baselines)
     for minutes in (45, 90):
         for engine in ("faster-whisper", "openai-whisper"):
-            runs.append(measure(f"holdguard audit --engine {engine}",
-                                holdguard_command(holds[minutes][0], engine, fresh_db(f"{engine}-{minutes}")),
-                                "holdguard", truths[minutes]["duration_s"], repeats=HOLDGUARD_REPEATS))
-    runs.append(measure("holdguard audit, pre-filter off (VAD coarse pass over all sound)",
-                        holdguard_command(holds[45][0], "faster-whisper", fresh_db("no-prefilter-45"), prefilter=False),
-                        "holdguard", duration_45_s, repeats=HOLDGUARD_REPEATS))
+            db_path = fresh_db(f"{engine}-{minutes}")
+            runs.append(audit(f"holdguard audit --engine {engine}", holdguard_command(holds[minutes][0], engine, db_path),
+                              minutes, db_path))
+    db_path = fresh_db("no-prefilter-45")
+    runs.append(audit("holdguard audit, pre-filter off (VAD coarse pass over all sound)",
+                      holdguard_command(holds[45][0], "faster-whisper", db_path, prefilter=False), 45, db_path))
     if args.int8:
-        runs.append(measure("holdguard audit, int8 weights (faster-whisper)",
-                            holdguard_command(holds[45][0], "faster-whisper", fresh_db("int8-45"), compute_type="int8"),
-                            "holdguard", duration_45_s, repeats=HOLDGUARD_REPEATS))
+        db_path = fresh_db("int8-45")
+        runs.append(audit("holdguard audit, int8 weights (faster-whisper)",
+                          holdguard_command(holds[45][0], "faster-whisper", db_path, compute_type="int8"), 45, db_path))
     reference = None
     if not args.skip_every_play:
         reference = measure("holdguard pipeline, every play transcribed (faster-whisper)", child("every-play", 45),
