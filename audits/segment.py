@@ -106,15 +106,18 @@ def speech_probabilities(samples: np.ndarray, active: np.ndarray, prefilter: boo
     """
     run_only = None
     if prefilter:
-        margin = int(PREFILTER_MARGIN_S / FRAME_S)
-        possible = possible_speech(samples, active)
-        run_only = np.convolve(possible, np.ones(2 * margin + 1))[margin: margin + len(active)] > 0
+        run_only = _widened(possible_speech(samples, active), PREFILTER_MARGIN_S)
     coarse = _vad(samples, active, stride=COARSE_STRIDE, run_only=run_only)
     maybe_speech = (coarse >= CANDIDATE_PROBABILITY) & active
-    margin = int(REFINE_MARGIN_S / FRAME_S)
-    near_speech = np.convolve(maybe_speech, np.ones(2 * margin + 1))[margin: margin + len(active)] > 0
+    near_speech = _widened(maybe_speech, REFINE_MARGIN_S)
     fine = _vad(samples, near_speech & active, stride=1)
     return np.where(near_speech, fine, coarse)
+
+
+def _widened(frames: np.ndarray, margin_s: float) -> np.ndarray:
+    """The frames marked in `frames`, and those within `margin_s` of one."""
+    margin = int(margin_s / FRAME_S)
+    return np.convolve(frames, np.ones(2 * margin + 1))[margin: margin + len(frames)] > 0
 
 
 @functools.lru_cache(maxsize=1)

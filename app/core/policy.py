@@ -193,7 +193,8 @@ def decide(caller: Caller | None, call: CallSoFar, history: tuple[Play, ...] | l
 
     last_play = call.plays[-1] if call.plays else None
     if last_play is not None and last_play.kind != "music":
-        return music_decision(queue, segments, call, f"music: a pause after the {KIND_WORDS.get(last_play.kind, last_play.kind)}")
+        words = KIND_WORDS.get(last_play.kind, last_play.kind)
+        return music_decision(queue, segments, call, f"music: a pause after the {words}")
 
     announcement = _wait_announcement(call, queue, queue_data, hold_s)
     if announcement is not None:

@@ -29,7 +29,6 @@ gets its <Dial>.
 """
 import json
 import logging
-import math
 import re
 import sqlite3
 
@@ -38,7 +37,8 @@ from twilio.twiml.voice_response import Dial, VoiceResponse
 
 from app.core.agent_whisper import GENERIC_WHISPER, whisper_text
 from app.storage import live, playlog
-from app.web.twilio_hold import app_now, public_url, record_quietly, requested_queue, twilio_signed
+from app.web.twilio_hold import (app_now, form_number, public_url, record_quietly, requested_queue, twiml,
+                                 twilio_signed)
 
 bp = Blueprint("agent", __name__, url_prefix="/twilio")
 log = logging.getLogger(__name__)
@@ -48,15 +48,20 @@ RESERVATION_SID = re.compile(r"WR[0-9a-f]{32}")
 
 
 def _queue_time_s() -> float | None:
+    seconds = form_number("QueueTime")
+    return seconds if seconds is not None and seconds >= 0 else None
+
+
+def _read_or(fallback, what: str, read):
+    """`read(db)` on this thread's webhook connection; on any fault `fallback`, logged with `what` (a
+    broken SQLite connection is dropped, so the next request reconnects afresh)."""
     try:
-        seconds = float(request.form["QueueTime"])
-    except (KeyError, ValueError):
-        return None
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
-
-
-def _xml(response: VoiceResponse) -> Response:
-    return Response(str(response), mimetype="text/xml")
+        return read(playlog.webhook_db(current_app.config["HOLDGUARD_DB"]))
+    except Exception as error:
+        log.exception("%s", what)
+        if isinstance(error, (sqlite3.Error, OSError)):
+            playlog.discard_webhook_db()
+        return fallback
 
 
 def _whisper(db, call_sid: str, queue_name: str, queue_time_s: float | None = None) -> str | None:
@@ -71,13 +76,8 @@ def _whisper(db, call_sid: str, queue_name: str, queue_time_s: float | None = No
 
 
 def _whisper_or_generic(call_sid: str, queue_name: str, queue_time_s: float | None = None) -> str | None:
-    try:
-        return _whisper(playlog.webhook_db(current_app.config["HOLDGUARD_DB"]), call_sid, queue_name, queue_time_s)
-    except Exception as error:
-        log.exception("agent whisper %s: answering the generic line", call_sid)
-        if isinstance(error, (sqlite3.Error, OSError)):
-            playlog.discard_webhook_db()  # the next request reconnects afresh
-        return GENERIC_WHISPER
+    return _read_or(GENERIC_WHISPER, f"agent whisper {call_sid}: answering the generic line",
+                    lambda db: _whisper(db, call_sid, queue_name, queue_time_s))
 
 
 def _valid(value: str, pattern: re.Pattern, what: str) -> str:
@@ -90,15 +90,11 @@ def _valid(value: str, pattern: re.Pattern, what: str) -> str:
 
 def _front_of_queue(queue_name: str) -> str:
     """The longest-waiting real call on hold in `queue_name` ("" when none, or the log cannot be read)."""
-    try:
-        db = playlog.webhook_db(current_app.config["HOLDGUARD_DB"])
+    def front(db) -> str:
         on_hold = [row for row in live.calls_on_hold(db, app_now()) if row["queue"] == queue_name]
-    except Exception as error:
-        log.exception("agent connect: cannot read who is on hold in %s", queue_name)
-        if isinstance(error, (sqlite3.Error, OSError)):
-            playlog.discard_webhook_db()
-        return ""
-    return on_hold[0]["call_sid"] if on_hold else ""
+        return on_hold[0]["call_sid"] if on_hold else ""
+
+    return _read_or("", f"agent connect: cannot read who is on hold in {queue_name}", front)
 
 
 @bp.post("/agent-connect")
@@ -124,7 +120,7 @@ def agent_connect():
     log.info("agent connect (agent call %s, queue %s%s): told about %s: %r; the call's timeline: /calls/%s",
              request.form.get("CallSid", "?"), queue_name, f", reservation {reservation}" if reservation else "",
              caller_sid or "nobody (no caller on hold)", text, caller_sid)
-    return _xml(response)
+    return twiml(response)
 
 
 @bp.post("/agent-check")
@@ -137,7 +133,7 @@ def agent_check():
     agent_call = request.form.get("DequeingCallSid", "?")
     if not CALL_SID.fullmatch(dequeued):
         log.warning("agent check: no valid CallSid (%r): nothing recorded", dequeued[:64])
-        return _xml(VoiceResponse())
+        return twiml(VoiceResponse())
     # Twilio sends the queue result only when the bridged call ends: until then the caller would
     # still look on hold to /live and to the next agent's whisper
     record_quietly("agent-check", playlog.record_queue_result, dequeued, "bridging-in-process", _queue_time_s(),
@@ -149,7 +145,7 @@ def agent_check():
     elif not told:
         log.info("agent connect: agent call %s put through to %s, told nothing (no caller was on hold)",
                  agent_call, dequeued)
-    return _xml(VoiceResponse())
+    return twiml(VoiceResponse())
 
 
 def _json_attribute(name: str) -> dict:
@@ -202,4 +198,4 @@ def agent_whisper():
         response.say(text)
     log.info("agent whisper %s (agent call %s): %r; the call's timeline: /calls/%s",
              call_sid or "(no CallSid)", request.form.get("DequeingCallSid") or "?", text, call_sid)
-    return _xml(response)
+    return twiml(response)

@@ -30,7 +30,7 @@ def messages_page():
         abort(400, "days: a whole number of days")
     if not 1 <= days <= MAX_WINDOW_DAYS:
         abort(400, f"days: 1 to {MAX_WINDOW_DAYS}")
-    from_day, to_day = pages._date_arg("from"), pages._date_arg("to")  # as /audits reads them
+    from_day, to_day = pages.date_arg("from"), pages.date_arg("to")  # as /audits reads them
     if from_day and to_day and from_day > to_day:
         abort(400, "from is after to")
     now = datetime.now(timezone.utc)

@@ -225,7 +225,8 @@ def index():
 
 # ---- /audits ----------------------------------------------------------------------------------
 
-def _date_arg(name: str) -> date | None:
+def date_arg(name: str) -> date | None:
+    """A ?name=YYYY-MM-DD day of the query string (None when absent); 400 naming it when not a date."""
     raw = request.args.get(name, "").strip()
     if not raw:
         return None
@@ -240,7 +241,7 @@ def audit_filters() -> dict:
     rule = request.args.get("rule", "").strip()
     if rule and rule not in AUDIT_RULES:
         abort(400, f"rule: {rule!r} is not an audit rule; use one of {', '.join(AUDIT_RULES)}.")
-    from_day, to_day = _date_arg("from"), _date_arg("to")
+    from_day, to_day = date_arg("from"), date_arg("to")
     if from_day and to_day and from_day > to_day:
         abort(400, f"from ({from_day}) is after to ({to_day}).")
     query = request.args.get("q", "").strip()

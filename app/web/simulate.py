@@ -275,7 +275,7 @@ def _summary(timeline: list[dict], causes: list[str | None], hold_s: float, queu
     def count(kind):
         return sum(play["kind"] == kind for play in timeline)
 
-    promo_s = seconds("promo")
+    promo_s, wait_plays = seconds("promo"), count(WAIT_KIND)
     return {
         "queue": queue_name,
         "customer_id": customer_id,
@@ -287,8 +287,8 @@ def _summary(timeline: list[dict], causes: list[str | None], hold_s: float, queu
         "promo_share": round(promo_s / hold_s, 4) if hold_s else 0.0,
         "promos": [play["segment_id"] for play in timeline if play["kind"] == "promo"],
         "notice_plays": count("notice"),
-        "wait_plays": count(WAIT_KIND),
-        "announcement_plays": count(WAIT_KIND),  # deprecated name of wait_plays, kept for one release
+        "wait_plays": wait_plays,
+        "announcement_plays": wait_plays,  # deprecated name of wait_plays, kept for one release
         "reassurance_plays": count("reassurance"),
         "tip_plays": count("tip"),
         "music_s": seconds("music"),

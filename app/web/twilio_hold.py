@@ -96,7 +96,7 @@ def _signature_valid(token: str, url: str, signature: str) -> bool:
             or validator.validate(url, request.form, signature))
 
 
-def _twiml(response: VoiceResponse | str) -> Response:
+def twiml(response: VoiceResponse | str) -> Response:
     return Response(str(response), mimetype="text/xml")
 
 
@@ -122,7 +122,7 @@ def _raw_caller() -> str:
     return request.form.get("From") or "unknown"
 
 
-def _form_number(*names: str) -> float | None:
+def form_number(*names: str) -> float | None:
     """The first of these form fields that holds a finite number."""
     for name in names:
         try:
@@ -136,18 +136,18 @@ def _form_number(*names: str) -> float | None:
 
 def queue_data_from_request() -> QueueData:
     """Twilio's live queue parameters (AvgQueueTime was AverageQueueTime in older docs)."""
-    position = _form_number("QueuePosition")
-    size = _form_number("CurrentQueueSize")
+    position = form_number("QueuePosition")
+    size = form_number("CurrentQueueSize")
     return QueueData(
-        queue_time_s=_form_number("QueueTime"),
-        avg_queue_time_s=_form_number("AvgQueueTime", "AverageQueueTime"),
+        queue_time_s=form_number("QueueTime"),
+        avg_queue_time_s=form_number("AvgQueueTime", "AverageQueueTime"),
         position=int(position) if position is not None else None,
         queue_size=int(size) if size is not None else None,
     )
 
 
 @functools.lru_cache(maxsize=1024)
-def one_verb_twiml(play_url: str | None, say_text: str | None) -> str:
+def one_verbtwiml(play_url: str | None, say_text: str | None) -> str:
     """The TwiML for one answer: a single <Play> or <Say>."""
     # Hold answers repeat (music URLs, catalog messages): build each document once per process.
     response = VoiceResponse()
@@ -174,12 +174,12 @@ def voice():
     queue_name = requested_queue()
     caller_key = _caller_e164() or _raw_caller()
     record_quietly("voice", playlog.record_call_start, request.form.get("CallSid", ""), caller_key, None,
-                    queue_name, app_now())
+                   queue_name, app_now())
     query = "?" + urlencode({"queue": queue_name})
     response = VoiceResponse()
     response.enqueue(queue_name, wait_url=public_url("/twilio/wait" + query), wait_url_method="POST",
                      action=public_url("/twilio/queue-result" + query), method="POST")
-    return _twiml(response)
+    return twiml(response)
 
 
 @bp.post("/wait")
@@ -212,7 +212,7 @@ def wait():
                 logged = playlog.record_play(db, call_sid, caller_key, _customer_id(inputs), queue_name, decision,
                                              now, _at_s(queue_data, inputs), queue_time, inputs.call_row,
                                              simulating())
-        return _twiml(one_verb_twiml(logged.play_url, logged.say_text))
+        return twiml(one_verbtwiml(logged.play_url, logged.say_text))
     except Exception as error:
         if not isinstance(error, DatabaseBusy):  # those are counted (LockBreaker), not each logged
             log.exception("wait %s: answering fallback music", call_sid or "(no CallSid)")
@@ -224,7 +224,7 @@ def wait():
         _log_fallback(db, error, call_sid, caller_key, inputs, queue_name, decision, now, queue_data, queue_time)
         if isinstance(error, (*DATABASE_ERRORS, OSError)):
             playlog.discard_webhook_db()  # the next request reconnects afresh
-    return _twiml(one_verb_twiml(decision.segment.play, decision.segment.say))
+    return twiml(one_verbtwiml(decision.segment.play, decision.segment.say))
 
 
 class DatabaseBusy(Exception):
@@ -294,8 +294,8 @@ def queue_result():
     """Record how the wait ended; apologise if Twilio could not queue the call."""
     result = request.form.get("QueueResult", "")
     record_quietly("queue-result", playlog.record_queue_result, request.form.get("CallSid", ""), result,
-                    _form_number("QueueTime"), app_now())
+                   form_number("QueueTime"), app_now())
     response = VoiceResponse()
     if result in FAILED_QUEUE_RESULTS:
         response.say(SORRY_TEXT)
-    return _twiml(response)
+    return twiml(response)
