@@ -329,9 +329,17 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, load average {load:.2f} at the end"
 
 
+def configurations(args) -> list[tuple[str, str]]:
+    """(row label "base int8", compute type) for every model and compute type asked for."""
+    return [(f"{model} {compute_type}", compute_type)
+            for model in args.models.split(",") for compute_type in args.compute_types.split(",")]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="tiny.en,base")
+    parser.add_argument("--compute-types", default="int8",
+                        help="faster-whisper weights as these (comma-separated: int8, float32), each model")
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/holdguard-accuracy"))
     parser.add_argument("--conditions", type=int, default=len(CONDITIONS), help="how many voice conditions")
     parser.add_argument("--hold-conditions", type=int, default=3, help="how many of them to audit whole")
@@ -350,16 +358,16 @@ def main(argv: list[str] | None = None) -> int:
     clip_rows, real_rows, hold_rows = [], [], []
     if args.decoding_options:
         print("| model | option | WER | promo product named | product invented | time s |\n|---|---|---|---|---|---|")
-        for model in args.models.split(","):
-            engine = shared_engine("faster-whisper", model)
+        for model, compute_type in configurations(args):
+            engine = shared_engine("faster-whisper", model.split()[0], compute_type=compute_type)
             for label, option in DECODING_OPTIONS.items():
                 s = option_scores(engine, clips, option)
                 print(f"| {model} | {label} | {s['errors'] / s['words']:.3f} | {s['named']}/{s['promos']} | "
                       f"{s['invented']} | {s['time_s']:.1f} |", flush=True)
         print(f"\nmachine: {machine()}")
         return 0
-    for model in args.models.split(","):
-        engine = shared_engine("faster-whisper", model)
+    for model, compute_type in configurations(args):
+        engine = shared_engine("faster-whisper", model.split()[0], compute_type=compute_type)
         engine.transcribe_many([clips[0][1]])  # warm up
         for option, prompt in ({} if args.skip_clips else prompts).items():
             print(f"{model} / {option}", flush=True)
