@@ -2,27 +2,34 @@
 
     results, failures = audit_batch(files, db, engine="faster-whisper", jobs=2, progress=bar)
 
-With `jobs` > 1 each recording is audited in a worker process (ProcessPoolExecutor,
-"spawn": no OpenMP or onnxruntime threads are forked). Each worker loads the
-speech model once, in its initializer, and audits one recording at a time; its
-speech engine has the decoder's fixed thread count (audits.transcribe.DECODER_THREADS,
-the same as a single run's): parallelism comes from the workers, one per core.
-Workers return plain AuditResults; this process resolves each caller's context
-beforehand and stores every result itself (SQLite has one writer), as soon as it arrives. A recording that cannot be
-audited is reported with a one-line error and the batch goes on; a worker that
-dies (a crash in a native library) costs only the recording it was auditing:
-the recordings in flight with it are audited again, one worker each.
+With `jobs` == 1 everything runs in this process, one recording after the other (what tests and
+one-file audits do): each is audited against the message library (audits.library) as it stands
+after the ones before it.
 
-With `jobs` == 1 everything runs in this process (what tests and one-file audits do).
-
-The message library (audits.library) is read at the start: speech heard in earlier audits is not
-heard again. In this process it learns as it goes; each task also carries the library as this
-process knows it when the task is made, so a worker (process or Ray actor) learns what others found
-before its task was sent, and what it finds itself. Each recording's news comes back with its
-result and is stored with it here; a message two workers found at once becomes one entry.
+With `jobs` > 1 the batch runs in two phases, so that its reports and database rows are those of
+`jobs` == 1 whichever worker finishes first:
+1. every recording is decoded, segmented and its speech fingerprinted (pipeline.survey) in a worker
+   process (ProcessPoolExecutor, "spawn": no OpenMP or onnxruntime threads are forked), or a Ray
+   actor (audits.ray_batch);
+2. this process matches each recording's messages against the library and the recordings before
+   it, in the order given (pipeline.plan), and decides which plays are heard, as one process would:
+   the first play of a message new to the library in the first recording that has it
+   (pipeline.first_hearings), then more plays of messages whose first hearing is unsure
+   (pipeline.more_hearings). Only those clips go to Whisper, once each, in the workers: a worker
+   decodes its recording again and cuts the clips itself, so no audio is kept here;
+3. each recording's audit is finished here (pipeline.analyse needs no audio) and stored in the
+   order given, with what it added to the library.
+Workers keep one recording in flight each and load the speech model once, in the background while
+they survey; their engine has the decoder's fixed thread count (audits.transcribe.DECODER_THREADS,
+the same as a single run's): parallelism comes from the workers, one per core. This process
+resolves each caller's context beforehand and stores every result itself (SQLite has one writer).
+A recording that cannot be audited is reported with a one-line error and the batch goes on; a
+worker that dies (a crash in a native library) costs only the recording it was working on: the
+recordings in flight with it are worked on again, one worker each.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -32,16 +39,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.core.files import file_sha256
-from audits.classify import CatalogMessage
 
 if TYPE_CHECKING:  # the numeric stack loads in workers after their thread limits are set
-    from app.core.audit import AuditResult, Context
+    from app.core.audit import Context, Span
 
-# What start_worker loaded, once per worker process.
+# What start_worker loaded, once per worker process: a LoadingEngine.
 _worker_transcriber = None
-_worker_library = None
-_worker_catalog: list = []
-_worker_error: str | None = None
 
 
 @dataclass
@@ -51,21 +54,66 @@ class Task:
     path: Path
     context: Context
     call_sid: str | None = None
-    library: tuple | None = None  # audits.library.Entry: the batch's library when the task was made (workers)
 
 
 @dataclass
 class Outcome:
-    """What a worker sends back: a result and the file's hash, or a one-line error."""
+    """A recording's audit (an AuditResult and the file's hash), a worker's part of it (a Survey and
+    the hash, or the Transcripts of the plays asked for), or a one-line error."""
     index: int
     path: Path
-    result: AuditResult | None = None
+    result: object = None
     sha256: str = ""
     error: str | None = None
     library_news: object = None  # audits.library.News: what this recording added to the library
 
 
+@dataclass
+class Survey:
+    """Phase one in a worker: decode, segment and fingerprint one recording (pipeline.survey)."""
+    index: int
+    path: Path
+
+    def run(self, transcriber) -> Outcome:
+        from audits import pipeline
+        from audits.spool import spool
+
+        with spool(self.path) as recording:
+            segments = pipeline.split(recording.audio, recording.levels_db)
+            surveyed = pipeline.survey(recording.audio, segments)
+        return Outcome(self.index, self.path, result=surveyed, sha256=file_sha256(self.path))
+
+
+@dataclass
+class Hear:
+    """Phase two in a worker: the engine's Transcripts of some speech plays of one recording, cut from
+    the recording decoded again (pipeline.transcribe_plays, as one process cuts and decodes them)."""
+    index: int
+    path: Path
+    speech: list[Span]
+    plays: list[int]
+    prompt: str | None
+
+    def run(self, transcriber) -> Outcome:
+        from audits import pipeline
+        from audits.spool import spool
+
+        with spool(self.path) as recording:
+            heard = pipeline.transcribe_plays(recording.audio, self.speech, self.plays, transcriber,
+                                              prompt=self.prompt)
+        return Outcome(self.index, self.path, result=heard)
+
+
+def run_work(work, transcriber) -> Outcome:
+    """Run a Survey or Hear; never raises: an error is the Outcome's, in one line naming the file."""
+    try:
+        return work.run(transcriber)
+    except Exception as error:  # one bad file must not sink the batch
+        return Outcome(work.index, work.path, error=one_line_error(work.path, error))
+
+
 class Progress:
+
     """What the batch reports as it goes: a tqdm bar has these methods; this one only prints errors."""
 
     def update(self, n: int = 1) -> None:
@@ -117,14 +165,14 @@ def audit_batch(files: list[Path], db, *, engine: str, model: str, context_file:
 
     `transcriber` is used for jobs == 1 (loaded here with `engine`/`model` when not given);
     workers load their own. Contexts (--context file, sidecars, the webhook database) are resolved
-    first, here; a bad one fails that file only. `runner(tasks, engine=, model=, catalog=, progress=)`,
-    when given, audits the tasks elsewhere and yields their Outcomes (audits.ray_batch.RayRunner):
-    every result is still stored here. `library` False: no message library, every message is heard
-    by the engine again (as before issue #12).
+    first, here; a bad one fails that file only. `runner(works, engine=, model=, progress=)`, when
+    given, runs the workers' Survey and Hear works elsewhere and yields their Outcomes
+    (audits.ray_batch.RayRunner); else `jobs` > 1 runs them in a WorkerPool. Either way every result
+    is finished and stored here. `library` False: no message library, every recording is heard by
+    the engine afresh (as before issue #12).
     """
     # Here, not at the top: sqlite_utils loads numpy, and workers import this module before
     # start_worker limits their threads.
-    from app.storage import audits as store
     from audits import context as caller_context
     from audits import library as message_library
 
@@ -139,26 +187,32 @@ def audit_batch(files: list[Path], db, *, engine: str, model: str, context_file:
             failures[index] = _report_failure(progress, path, one_line_error(path, error))
             continue
         tasks.append(Task(index, Path(path), resolved.context, resolved.call_sid))
-    in_process = runner is None and (jobs <= 1 or len(tasks) == 1)
-    _share(tasks, known, in_process)
-    if not tasks:
-        outcomes = iter(())
-    elif runner is not None:
-        outcomes = runner(tasks, engine=engine, model=model, catalog=catalog, progress=progress)
-    elif in_process:
-        transcriber = transcriber or LoadingEngine(engine, model)
-        outcomes = (_audit_task(task, transcriber, catalog, progress, known) for task in tasks)
-    else:
-        outcomes = _in_workers(tasks, jobs, engine, model, catalog, progress)
-    call_sids = {task.index: task.call_sid for task in tasks}
     results = {}
+    with contextlib.ExitStack() as stack:
+        if not tasks:
+            outcomes = iter(())
+        elif runner is None and (jobs <= 1 or len(tasks) == 1):
+            transcriber = transcriber or LoadingEngine(engine, model)
+            outcomes = (_audit_task(task, transcriber, catalog, progress, known) for task in tasks)
+        else:
+            run = runner or stack.enter_context(WorkerPool(jobs))
+            outcomes = _in_phases(tasks, run, known, catalog, engine=engine, model=model, progress=progress)
+        _store(db, outcomes, tasks, known, progress, results, failures)
+    return [results[i] for i in sorted(results)], [failures[i] for i in sorted(failures)]
+
+
+def _store(db, outcomes, tasks: list[Task], known, progress: Progress, results: dict, failures: dict) -> None:
+    """Store each audited recording and what it added to the library; report each failure."""
+    from app.storage import audits as store
+    from audits import library as message_library
+
+    call_sids = {task.index: task.call_sid for task in tasks}
     for outcome in outcomes:
         if outcome.error is None:
             try:
                 audit_id = store.save(db, outcome.result, sha256=outcome.sha256, call_sid=call_sids[outcome.index])
-                if known is not None and outcome.library_news is not None:
-                    message_library.record(db, audit_id, outcome.result, known.absorb(outcome.library_news))
-                    _share(tasks, known, in_process)
+                if known is not None:
+                    message_library.record(db, audit_id, outcome.result, outcome.library_news)
             except Exception as error:  # e.g. the database is locked: this file is not stored
                 outcome.error = one_line_error(outcome.path, error)
         if outcome.error is None:
@@ -167,16 +221,6 @@ def audit_batch(files: list[Path], db, *, engine: str, model: str, context_file:
             failures[outcome.index] = _report_failure(progress, outcome.path, outcome.error)
         progress.set_postfix_str(f"{len(results)} done, {len(failures)} failed")
         progress.update(1)
-    return [results[i] for i in sorted(results)], [failures[i] for i in sorted(failures)]
-
-
-def _share(tasks: list[Task], known, in_process: bool) -> None:
-    """Give the tasks not yet sent to a worker the library as it is now (one tuple for all; a task
-    already sent keeps what it had). In this process the audits use the library itself."""
-    if known is not None and not in_process:
-        entries = tuple(known.entries)
-        for task in tasks:
-            task.library = entries
 
 
 class LoadingEngine:
@@ -184,18 +228,18 @@ class LoadingEngine:
     segmented (one core reads audio, the other loads the model); `transcribe` waits for it once.
     A model that fails to load fails each recording with its one-line error."""
 
-    def __init__(self, engine: str, model: str):
+    def __init__(self, engine: str, model: str, threads: int | None = None):
         import threading
         from concurrent.futures import Future
 
         self._loaded: Future = Future()
-        threading.Thread(target=self._load, args=(engine, model), name="load-engine", daemon=True).start()
+        threading.Thread(target=self._load, args=(engine, model, threads), name="load-engine", daemon=True).start()
 
-    def _load(self, engine: str, model: str) -> None:
-        from audits.transcribe import shared_engine
+    def _load(self, engine: str, model: str, threads: int | None) -> None:
+        from audits.transcribe import DECODER_THREADS, shared_engine
 
         try:
-            self._loaded.set_result(shared_engine(engine, model))
+            self._loaded.set_result(shared_engine(engine, model, threads=threads or DECODER_THREADS))
         except BaseException as error:  # handed to whoever transcribes first
             self._loaded.set_exception(error)
 
@@ -213,7 +257,7 @@ def _report_failure(progress: Progress, path: Path, error: str) -> tuple[str, st
 
 def _audit_task(task: Task, transcriber, catalog: list, progress: Progress | None = None,
                 library=None) -> Outcome:
-    """Audit one recording (in this process or a worker) with the message library if given; never raises."""
+    """Audit one recording in this process, with the message library if given; never raises."""
     from audits import pipeline
 
     name = task.path.name[-32:]
@@ -232,71 +276,139 @@ def _audit_task(task: Task, transcriber, catalog: list, progress: Progress | Non
         return Outcome(task.index, task.path, error=one_line_error(task.path, error))
 
 
-# ---------------------------------------------------------------- worker processes
+# ---------------------------------------------------------------- the two phases, with workers
 
-def _in_workers(tasks: list[Task], jobs: int, engine: str, model: str, catalog: list, progress: Progress):
-    """Outcomes as workers finish them. Tasks lost to a dead worker run again, each in a pool of its own,
-    so only the recording that kills its worker fails."""
-    from audits.transcribe import prepare_model
+def _in_phases(tasks: list[Task], run, known, catalog: list, **options):
+    """Outcomes of whole audits, worked on as the module's docstring says: failed surveys as they come,
+    then every other recording in the order given. `run(works, **options)` yields the works' Outcomes
+    (a WorkerPool or a RayRunner); `known` is the message library (None: each recording alone)."""
+    from audits import pipeline
+    from audits.library import Library
+    from audits.transcribe import vocabulary_prompt
 
-    prepare_model(engine, model)  # convert the checkpoint once, here, not in every worker
-    initargs = worker_args(engine, model, threads_per_worker(jobs), catalog)
-    lost = yield from _run_pool(tasks, jobs, initargs)
-    if lost:
+    by_index = {task.index: task for task in tasks}
+    surveyed = {}
+    for outcome in run([Survey(task.index, task.path) for task in tasks], **options):
+        if outcome.error is None:
+            surveyed[outcome.index] = outcome
+        else:
+            yield outcome
+    prompt = vocabulary_prompt(pipeline.known_product_names(None, catalog))
+    plans = {index: pipeline.plan(surveyed[index].result, known if known is not None else Library(), prompt,
+                                  pipeline.known_product_names(by_index[index].context, catalog))
+             for index in sorted(surveyed)}
+    errors = {}
+    for hearings in (pipeline.first_hearings, pipeline.more_hearings):
+        asked = dict(zip(plans, hearings(list(plans.values()))))
+        works = [Hear(index, by_index[index].path, plans[index].survey.speech, [play for play, *_ in asked[index]],
+                      prompt) for index in plans if asked[index]]
+        for outcome in run(works, **options) if works else ():
+            if outcome.error is None:
+                pipeline.fill(asked[outcome.index], outcome.result)
+            else:
+                errors.setdefault(outcome.index, outcome.error)
+    for index, planned in plans.items():
+        task = by_index[index]
+        if index in errors:
+            yield Outcome(index, task.path, error=errors[index])
+        else:
+            yield _finish(task, planned, surveyed[index].sha256, catalog, known)
+
+
+def _finish(task: Task, planned, sha256: str, catalog: list, known) -> Outcome:
+    """A recording's audit from its Plan, once its hearings are filled (no audio needed)."""
+    from audits import pipeline
+
+    try:
+        transcripts = pipeline.plan_transcripts(planned)
+    except ValueError as error:  # another recording's engine run, which this one needed, failed
+        return Outcome(task.index, task.path, error=f"{task.path}: {error}")
+    surveyed = planned.survey
+    result = pipeline.analyse(str(task.path), surveyed.duration_s, surveyed.segments, transcripts, task.context,
+                              catalog, group_keys=planned.keys)
+    if known is not None:
+        known.learn(planned)
+    return Outcome(task.index, task.path, result=result, sha256=sha256,
+                   library_news=known.take_news() if known is not None else None)
+
+
+class WorkerPool:
+    """audit_batch's own runner: `jobs` worker processes kept for the whole batch (each loads the
+    speech model once), started at the first call; called as audits.ray_batch.RayRunner is."""
+
+    def __init__(self, jobs: int):
+        self.jobs = jobs
+        self._pool: ProcessPoolExecutor | None = None
+        self._initargs: tuple | None = None
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def __call__(self, works: list, *, engine: str, model: str, progress: Progress):
+        """Outcomes of `works` as the workers finish them. Works lost to a dead worker run again, each
+        in a pool of its own, so only the recording that kills its worker fails."""
+        if self._initargs is None:
+            from audits.transcribe import prepare_model
+
+            prepare_model(engine, model)  # convert the checkpoint once, here, not in every worker
+            self._initargs = (engine, model, threads_per_worker(self.jobs))
+        if self._pool is None:
+            self._pool = _process_pool(self.jobs, self._initargs)
+        lost = yield from _run_on(self._pool, works)
+        if not lost:
+            return
+        self.close()  # broken: the next call starts a new pool
         progress.write(f"an audit worker process died: auditing {len(lost)} recording(s) again, one worker each",
                        file=sys.stderr)
-    for task in lost:
-        again = yield from _run_pool([task], 1, initargs)
-        for dead in again:
-            yield Outcome(dead.index, dead.path, error=f"{dead.path}: the audit worker process died while "
-                                                       "auditing this recording")
+        for work in lost:
+            with _process_pool(1, self._initargs) as alone:
+                again = yield from _run_on(alone, [work])
+            for dead in again:
+                yield Outcome(dead.index, dead.path, error=f"{dead.path}: the audit worker process died while "
+                                                           "auditing this recording")
 
 
-def _run_pool(tasks: list[Task], jobs: int, initargs: tuple):
-    """Run tasks in a fresh pool; yields Outcomes, returns the tasks whose worker died."""
+def _process_pool(jobs: int, initargs: tuple) -> ProcessPoolExecutor:
     import multiprocessing
 
-    lost = []
-    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
-                             initializer=start_worker, initargs=initargs) as pool:
-        futures = {pool.submit(audit_in_worker, task): task for task in tasks}
-        for future in as_completed(futures):
-            try:
-                yield future.result()
-            except BrokenProcessPool:
-                lost.append(futures[future])
-    return sorted(lost, key=lambda task: task.index)
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=start_worker, initargs=initargs)
 
 
-def worker_args(engine: str, model: str, threads: int, catalog: list) -> tuple:
-    """start_worker's arguments, plain data (the catalog as tuples) to send to another process."""
-    return engine, model, threads, [(entry.text, tuple(entry.products)) for entry in catalog]
+def _run_on(pool: ProcessPoolExecutor, works: list):
+    """Run works in a pool; yields Outcomes, returns the works whose worker died (with them in flight,
+    or before they were sent: a pool whose idle worker died takes no more)."""
+    futures, lost = {}, []
+    for work in works:
+        try:
+            futures[pool.submit(work_in_worker, work)] = work
+        except BrokenProcessPool:
+            lost.append(work)
+    for future in as_completed(futures):
+        try:
+            yield future.result()
+        except BrokenProcessPool:
+            lost.append(futures[future])
+    return sorted(lost, key=lambda work: work.index)
 
 
-def start_worker(engine: str, model: str, threads: int, plain_catalog: list) -> None:
-    """Worker initializer: thread limits before any numeric library loads, then the model, once.
-    A model that fails to load is reported for each recording (an initializer that raises would
-    only say that the pool broke)."""
-    global _worker_transcriber, _worker_catalog, _worker_error, _worker_library
+def start_worker(engine: str, model: str, threads: int) -> None:
+    """Worker initializer: thread limits before any numeric library loads, then the model, loading in
+    the background while the worker surveys (a model that fails to load fails each Hear, in one line)."""
+    global _worker_transcriber
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = str(threads)
-    from audits.library import Library
-    from audits.transcribe import load_engine
-
-    _worker_library = Library(engine=engine, model=model)
-    _worker_catalog = [CatalogMessage(text, products) for text, products in plain_catalog]
-    try:
-        _worker_transcriber = load_engine(engine, model, threads=threads)
-    except Exception as error:
-        _worker_error = " ".join(str(error).split()) or type(error).__name__
+    _worker_transcriber = LoadingEngine(engine, model, threads)
 
 
-def audit_in_worker(task: Task) -> Outcome:
-    """Audit one recording with what start_worker loaded in this process; never raises."""
-    if _worker_error is not None:
-        return Outcome(task.index, task.path, error=f"{task.path}: the speech engine did not load: {_worker_error}")
-    library = None
-    if task.library is not None:
-        _worker_library.add(task.library)
-        library = _worker_library
-    return _audit_task(task, _worker_transcriber, _worker_catalog, library=library)
+def work_in_worker(work) -> Outcome:
+    """Run a Survey or Hear with what start_worker loaded in this process; never raises."""
+    return run_work(work, _worker_transcriber)

@@ -5,8 +5,8 @@
     record(db, audit_id, result, library.take_news())                # what this recording added, stored
 
 A hold flow plays the same few recordings to every caller. An audit groups the speech segments of
-one recording by their sound (audits.fingerprint); with a library, the groups heard in earlier
-recordings are anchors too, matched exactly as strictly as the plays of one recording are (the same
+one recording by their sound (audits.fingerprint), then matches each group's first play against the
+library's entries exactly as strictly as the plays of one recording are matched (the same
 `fingerprint.group_plays`, the same thresholds): a different message sharing a jingle or an opening
 phrase is not taken for one in the library, it is heard by Whisper and joins the library itself.
 
@@ -17,16 +17,16 @@ text would not be what this engine, model and prompt hear. A later recording's p
 its hearings in the same order (pipeline.hearing_order), so auditing a recording again gives the
 transcripts, messages and findings of its first audit without running the engine.
 
-Workers of a batch (audits.batch processes, Ray actors) each get the library as it was at the start
-and learn what they hear themselves; the batch's driver absorbs each recording's news (`absorb`),
-taking a message two workers found at once for one entry, and stores it.
+A batch with workers (audits.batch processes, Ray actors) keeps the library in its driver only: the
+workers survey the recordings, the driver matches them against the library in the order given and
+decides which plays are heard (audits.pipeline.plan and the hearing rounds), as one process would.
 """
 from __future__ import annotations
 
 import base64
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -74,109 +74,66 @@ def engine_version(engine: str) -> str:
 
 
 class Library:
-    """The entries an audit matches speech against (one audit at a time per Library)."""
+    """The entries audits match speech against, and what the audits since `take_news` added."""
 
-    def __init__(self, entries=(), *, engine: str, model: str, max_hearings: int = 3):
+    def __init__(self, entries=(), *, engine: str = "", model: str = ""):
         self.entries: list[Entry] = list(entries)
-        self.engine, self.model = engine_version(engine), str(model)
-        self.max_hearings = max_hearings
+        self.engine, self.model = engine_version(engine) if engine else "", str(model)
         self._news = News()
-        self._grouped: list[Entry | None] = []  # the entry behind each group label of the audit in progress
-        self._alias: dict[str, str] = {}  # a worker's key -> this library's key for the same message
 
     def heard_by(self, prompt: str | None) -> HeardBy:
         return HeardBy(self.engine, self.model, prompt or "")
 
-    # ---- called by audits.pipeline.transcribe_distinct ------------------------------------------
+    # ---- called by audits.pipeline (plan, transcribe_distinct) ----------------------------------
 
-    def group(self, clips, prompt: str | None) -> tuple[list[int], dict[int, list[Transcript]]]:
-        """Group labels for the clips, the entries this engine heard coming first; and the hearings of
-        every group that is a library entry (label -> its hearings)."""
-        usable = [entry for entry in self.entries if entry.heard_by == self.heard_by(prompt)]
-        anchors = [entry.anchor for entry in usable]
-        labels = fingerprint.group_clips(clips, anchors)
+    def match(self, anchors: list[fingerprint.Fingerprint], prompt: str | None) -> list[Entry]:
+        """The entry of each of a recording's groups (`anchors`: each group's first play): an entry this
+        engine heard that it matches (as strictly as two plays of one recording), else a new entry,
+        which joins the library now, with no hearings yet, so the next recording of a batch matches it."""
         heard_by = self.heard_by(prompt)
-        self._grouped = [*usable, *(Entry(uuid.uuid4().hex, heard_by, anchor, [])
-                                    for anchor in anchors[len(usable):])]
-        return labels, {label: list(usable[label].hearings) for label in set(labels) if label < len(usable)}
+        usable = [entry for entry in self.entries if entry.heard_by == heard_by]
+        known = [entry.anchor for entry in usable]
+        labels = fingerprint.group_plays(anchors, known)  # `known` gains the anchor of each new group
+        new = [Entry(uuid.uuid4().hex, heard_by, anchor, []) for anchor in known[len(usable):]]
+        self.entries += new
+        return [(usable + new)[label] for label in labels]
 
-    def learn(self, members: dict[int, list[int]], own: dict[int, Transcript], speech) -> None:
-        """After the engine ran: `members` are each group's plays (indices into `speech`) in
-        hearing order, `own` the hearing of every play decoded or taken from the library."""
-        for label, indices in members.items():
-            entry = self._grouped[label]
-            heard = [own[i] for i in indices if i in own]
-            if not entry.hearings:
-                entry.hearings = [_timeless(t) for t in heard[:self.max_hearings]]
-                self.entries.append(entry)
-                self._news.entries.append(entry)
-            elif len(heard) > len(entry.hearings) and len(entry.hearings) < self.max_hearings:
-                entry.hearings += [_timeless(t) for t in heard[len(entry.hearings):self.max_hearings]]
-                self._news.hearings[entry.key] = list(entry.hearings)
-            self._news.plays.setdefault(entry.key, []).extend(speech[i].start_s for i in indices)
-        self._grouped = []
+    def learn(self, planned) -> None:
+        """Note what an audit (an audits.pipeline.Plan, its hearings filled) added, for `take_news`: its
+        new entries, the entries it heard again, and its plays of each."""
+        speech = planned.survey.speech
+        for use in planned.uses:
+            entry, hearings = use.entry, use.entry.hearings[:use.hearings]
+            if use.before == 0:
+                self._news.entries.append(replace(entry, hearings=hearings))
+            elif len(hearings) > use.before:
+                self._news.hearings[entry.key] = hearings
+            self._news.plays.setdefault(entry.key, []).extend(speech[i].start_s for i in use.plays)
 
-    def add(self, entries) -> None:
-        """Entries known elsewhere (the batch's driver): new keys join, known ones take more hearings."""
-        known = {entry.key: entry for entry in self.entries}
-        for entry in entries:
-            mine = known.get(entry.key)
-            if mine is None:
-                self.entries.append(entry)
-                known[entry.key] = entry
-            elif len(entry.hearings) > len(mine.hearings):
-                mine.hearings = list(entry.hearings)
-
-    # ---- the batch's driver ---------------------------------------------------------------------
+    def forget(self, planned) -> None:
+        """Undo what a failed audit (an audits.pipeline.Plan) added: its new entries and the hearings
+        it asked for (a failed audit adds nothing)."""
+        for use in planned.uses:
+            if use.before is not None:
+                del use.entry.hearings[use.before:]
+        self.entries = [entry for entry in self.entries if entry.hearings]
 
     def take_news(self) -> News:
         """What the audits since the last call added (and forget it)."""
         news, self._news = self._news, News()
         return news
 
-    def absorb(self, news: News) -> News:
-        """Merge a worker's news into this library: a new entry that matches one already here (another
-        worker heard the same message first) becomes that one. Returns the news in this library's keys."""
-        known = {entry.key: entry for entry in self.entries}
-        alias = self._alias
-        merged = News()
-        for entry in news.entries:
-            if entry.key in known:  # learned here (one process), already in the entries
-                merged.entries.append(entry)
-                continue
-            same = [other for other in self.entries if other.heard_by == entry.heard_by
-                    and fingerprint.durations_match(other.anchor.duration_s, entry.anchor.duration_s)
-                    and fingerprint.compare(other.anchor, entry.anchor).same]
-            if same:
-                alias[entry.key] = same[0].key
-            else:
-                self.entries.append(entry)
-                known[entry.key] = entry
-                merged.entries.append(entry)
-        for key, hearings in news.hearings.items():
-            entry = known.get(alias.get(key, key))
-            if entry is not None and len(hearings) > len(entry.hearings):
-                entry.hearings = list(hearings)
-                merged.hearings[entry.key] = entry.hearings
-        for key, plays in news.plays.items():
-            merged.plays.setdefault(alias.get(key, key), []).extend(plays)
-        return merged
-
-
-def _timeless(heard: Transcript) -> Transcript:
-    return Transcript(0.0, 0.0, heard.text, heard.avg_logprob, heard.no_speech_prob, heard.compression_ratio)
-
 
 # ---- the database --------------------------------------------------------------------------------
 
-def load(db, *, engine: str, model: str, max_hearings: int = 3) -> Library | None:
+def load(db, *, engine: str, model: str) -> Library | None:
     """The library as stored now, the entries heard by this engine version and model; None for a
     database without the library's tables (not migrated: `holdguard db init`)."""
     if not store.exists(db):
         return None
     version = engine_version(engine)
     return Library((entry_from_row(row) for row in store.load_entries(db, version, str(model))),
-                   engine=engine, model=model, max_hearings=max_hearings)
+                   engine=engine, model=model)
 
 
 def record(db, audit_id: int, result: AuditResult, news: News) -> None:

@@ -10,17 +10,20 @@ every play gets its text. Re-recorded versions (another voice or pace) sound
 different, are transcribed on their own and merge by text in audits.messages.
 The recording is decoded into a temporary file (audits.spool) and read back in
 slices, so memory does not grow with the length of the hold.
-`analyse` is everything after the engine and needs no audio.
+`analyse` is everything after the engine and needs no audio. A batch with workers (audits.batch)
+runs the steps of `transcribe_distinct` apart: `survey` in the workers, `plan` and the hearing
+rounds in its driver, the engine on the chosen clips in the workers again.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from audits import classify, messages, rules
 from app.core.audit import AuditResult, Context, Span
 from audits.data import SAMPLE_RATE, Audio, Transcript
+from audits.library import Entry, Library
 
 # Speech segments can start a syllable late (a soft onset under the fading music); Whisper then
 # drops the first word ("Upgrade to..." heard as "to the..."). Each clip gets this much of what
@@ -115,42 +118,159 @@ def transcribe_distinct(audio: Audio, segments: list[Span], transcriber,
     With a message `library` (audits.library.Library) its entries are groups too, matched as strictly:
     a group heard before gets its earlier hearings (in the order decoded then) and is only
     heard again while it has fewer than `max_hearings` and needs another; the library then learns
-    what was heard here.
+    what was heard here. This is one recording's turn of what a batch does for all its recordings at
+    once (audits.batch): `survey`, `plan`, `first_hearings`, `more_hearings`, `plan_transcripts`.
     """
+    library = library if library is not None else Library()
+    planned = plan(survey(audio, segments), library, prompt, known_products)
+    speech = planned.survey.speech
+    try:  # plan made the library's new entries; first_hearings holds their places
+        asked = first_hearings([planned])[0]
+        fill(asked, transcribe_plays(audio, speech, [play for play, *_ in asked], transcriber, on_segment, prompt))
+        again = more_hearings([planned], max_hearings)[0]
+        progress = on_segment and (lambda done, total: on_segment(len(asked) + done, len(asked) + total))
+        fill(again, transcribe_plays(audio, speech, [play for play, *_ in again], transcriber, progress, prompt))
+    except BaseException:
+        library.forget(planned)
+        raise
+    library.learn(planned)
+    return plan_transcripts(planned), planned.keys
+
+
+@dataclass
+class Survey:
+    """What an audit needs of a recording's audio before anything is heard (plain data, no samples):
+    its segments, and its speech plays grouped by sound within it."""
+    duration_s: float
+    segments: list[Span]
+    groups: list[int]  # per speech play: its acoustic group in this recording, 0, 1, ... by first play
+    anchors: list  # per group: its first play's audits.fingerprint.Fingerprint
+    snr_db: list[float]  # per speech play, for hearing_order
+
+    @property
+    def speech(self) -> list[Span]:
+        return [span for span in self.segments if span.kind == "speech"]
+
+
+def survey(audio: Audio, segments: list[Span]) -> Survey:
+    """Fingerprint and group the speech plays of one recording; each clip is read once and dropped."""
     from audits import fingerprint
 
-    known_products = list(known_products)
-    speech = [s for s in segments if s.kind == "speech"]
-    clips = (audio.samples[_sample(s.start_s):_sample(s.end_s)] for s in speech)
-    # The message library (issue #12): labels of groups heard before -> their earlier hearings.
-    labels, earlier = library.group(clips, prompt) if library is not None else (fingerprint.group_clips(clips), {})
-    members: dict[int, list[int]] = {}
-    for index, label in enumerate(labels):
-        members.setdefault(label, []).append(index)
-    for label, indices in members.items():
-        members[label] = hearing_order(audio, speech, indices)
-    first = [indices[0] for label, indices in members.items() if label not in earlier]
-    own = dict(zip(first, transcribe_plays(audio, speech, first, transcriber, on_segment, prompt)))
-    for label, hearings in earlier.items():
-        own.update(zip(members[label], hearings))
-    again = [i for label, indices in members.items() if needs_another_hearing(own[indices[0]], known_products)
-             for i in indices[len(earlier.get(label, ())) or 1:max_hearings]]
-    if again:
-        progress = on_segment and (lambda done, total: on_segment(len(first) + done, len(first) + total))
-        own.update(zip(again, transcribe_plays(audio, speech, again, transcriber, progress, prompt)))
-    best = {label: best_hearing([own[i] for i in indices if i in own] + earlier.get(label, [])[len(indices):],
-                                known_products)
-            for label, indices in members.items()}
-    if library is not None:
-        library.learn(members, own, speech)
-    return [replace(own.get(index, best[label]), start_s=span.start_s, end_s=span.end_s)
-            for index, (span, label) in enumerate(zip(speech, labels))], labels
+    snrs: list[float] = []
+
+    def clips():
+        for span in (s for s in segments if s.kind == "speech"):
+            clip = audio.samples[_sample(span.start_s):_sample(span.end_s)]
+            snrs.append(snr_db(clip))
+            yield clip
+
+    anchors: list = []
+    groups = fingerprint.group_clips(clips(), anchors)
+    return Survey(audio.duration_s, segments, groups, anchors, snrs)
 
 
-def hearing_order(audio: Audio, speech: list[Span], indices: list[int]) -> list[int]:
+@dataclass
+class Use:
+    """One message (a library entry) as one recording plays it."""
+    entry: Entry
+    plays: list[int]  # indices into the speech plays, in hearing_order
+    before: int | None = None  # the entry's hearings before this recording (set by the hearing rounds)
+    hearings: int = 0  # how many of the entry's hearings speak for this recording's plays
+
+
+@dataclass
+class Plan:
+    """A surveyed recording matched against the message library: what it plays, what it must hear."""
+    survey: Survey
+    known_products: list[str]  # for needs_another_hearing and best_hearing: the caller's products too
+    uses: list[Use]
+    keys: list[int]  # per speech play: its use (the group_keys of analyse)
+
+
+def plan(surveyed: Survey, library, prompt: str | None, known_products: Iterable[str]) -> Plan:
+    """Match a recording's groups against `library` (audits.library.Library), which gains an entry for
+    each group it did not know. Recordings of a batch are planned in the order given. The survey's
+    anchors go to the library (a batch keeps many surveys; only new messages' anchors are kept)."""
+    entries = library.match(surveyed.anchors, prompt)
+    surveyed.anchors = []
+    uses: dict[str, Use] = {}  # by entry key, in order of first play
+    for play, group in enumerate(surveyed.groups):
+        uses.setdefault(entries[group].key, Use(entries[group], [])).plays.append(play)
+    number = {key: n for n, key in enumerate(uses)}
+    speech = surveyed.speech
+    for use in uses.values():
+        use.plays = hearing_order(speech, use.plays, surveyed.snr_db)
+    return Plan(surveyed, list(known_products), list(uses.values()),
+                [number[entries[group].key] for group in surveyed.groups])
+
+
+# A play asked to be heard: (index into its recording's speech plays, the entry, the hearing's place in it).
+Asked = tuple[int, Entry, int]
+
+
+def first_hearings(plans: list[Plan]) -> list[list[Asked]]:
+    """Round one, per plan: the first play (in hearing order) of each entry with no hearing yet, in the
+    first of `plans` that plays it. Its place in the entry is held until `fill`."""
+    asked = []
+    for planned in plans:
+        mine = []
+        for use in planned.uses:
+            if not use.entry.hearings:
+                use.before = 0
+                use.entry.hearings.append(None)
+                mine.append((use.plays[0], use.entry, 0))
+        asked.append(mine)
+    return asked
+
+
+def more_hearings(plans: list[Plan], max_hearings: int = MAX_HEARINGS) -> list[list[Asked]]:
+    """Round two, once round one is filled (every entry has its first hearing), per plan in order:
+    for an entry whose first hearing `needs_another_hearing` (for this recording's products), the plays
+    beyond the entry's hearings so far, up to `max_hearings` in all. Each recording's plays take the
+    entry's hearings as they stand after its turn, so a batch hears what its recordings would one by one."""
+    asked = []
+    for planned in plans:
+        mine = []
+        for use in planned.uses:
+            heard = use.entry.hearings
+            use.before = len(heard) if use.before is None else use.before
+            unsure = heard[0] is not None and needs_another_hearing(heard[0], planned.known_products)
+            limit = max_hearings if unsure else 1  # no first hearing: its engine run failed
+            for play in use.plays[len(heard):limit]:
+                mine.append((play, use.entry, len(heard)))
+                heard.append(None)
+            use.hearings = len(heard)
+        asked.append(mine)
+    return asked
+
+
+def fill(asked: list[Asked], heard: list[Transcript]) -> None:
+    """Put the engine's hearings of the asked plays in their places (times of no meaning there)."""
+    for (_, entry, place), transcript in zip(asked, heard, strict=True):
+        entry.hearings[place] = replace(transcript, start_s=0.0, end_s=0.0)
+
+
+def plan_transcripts(planned: Plan) -> list[Transcript]:
+    """One Transcript per speech play once its hearings are filled: a play in the entry's hearings
+    (in hearing order) takes that hearing, the others the best of them. Raises ValueError when a hearing
+    this recording needs is missing (its engine run failed)."""
+    speech = planned.survey.speech
+    heard_as: dict[int, Transcript] = {}
+    for use in planned.uses:
+        hearings = use.entry.hearings[:use.hearings]
+        if None in hearings:
+            raise ValueError("a message it plays could not be heard (its engine run failed)")
+        best = best_hearing(hearings, planned.known_products)
+        for rank, play in enumerate(use.plays):
+            heard_as[play] = hearings[rank] if rank < len(hearings) else best
+    return [replace(heard_as[index], start_s=span.start_s, end_s=span.end_s) for index, span in enumerate(speech)]
+
+
+def hearing_order(speech: list[Span], indices: list[int], snrs_db: list[float]) -> list[int]:
     """Plays of one message (indices into `speech`) in the order to hear them: whole plays (at least
-    WHOLE_PLAY_FRACTION of the longest) cleanest first (`snr_db`), then cut plays longest first; ties
-    keep play order. A noisy play decoded first would be the one hearing of a sure-sounding message."""
+    WHOLE_PLAY_FRACTION of the longest) cleanest first (`snrs_db`, one per play, see snr_db), then cut
+    plays longest first; ties keep play order. A noisy play decoded first would be the one hearing of
+    a sure-sounding message."""
     if len(indices) < 2:
         return list(indices)
     longest_s = max(speech[i].duration_s for i in indices)
@@ -159,7 +279,7 @@ def hearing_order(audio: Audio, speech: list[Span], indices: list[int]) -> list[
         span = speech[i]
         if span.duration_s < WHOLE_PLAY_FRACTION * longest_s:
             return True, -span.duration_s
-        return False, -snr_db(audio.samples[_sample(span.start_s):_sample(span.end_s)])
+        return False, -snrs_db[i]
 
     return sorted(indices, key=order)  # stable
 

@@ -4,13 +4,16 @@
         results, failures = audit_batch(files, db, engine=engine, model=model, runner=runner)
 
 Each worker is an actor (AuditWorker) that loads the speech model once, like a worker process of
-audits.batch. This process reads each recording and sends its bytes with the task, so the
-workers need no shared filesystem, only holdguard and its bundled model installed; each worker
-keeps one recording in flight, so only as many recordings as there are workers are in memory.
-Results come back as plain Outcomes and audits.batch stores them here, in the order they arrive,
-as it does for its own workers. A task that fails in Ray (its worker died, its object was lost)
-is audited again, on a new worker if its worker died, up to MAX_ATTEMPTS times; only then is the
-recording reported as failed. A recording that cannot be audited (not audio, ...) is an ordinary
+audits.batch, and is kept for the whole batch. It does the workers' part of audits.batch's two
+phases: it surveys recordings (decode, segment, fingerprint), then hears the clips this process
+chose, from the recording decoded again. This process reads the recording and sends its bytes with
+each work, so the workers need no shared filesystem, only holdguard and its bundled model installed;
+each worker keeps one recording in flight, so only as many recordings as there are workers are in
+memory. Results come back as plain Outcomes; audits.batch matches recordings against the message
+library, finishes their audits and stores them here, in the order given, as for its own workers, so
+the reports and rows are those of one process. A work that fails in Ray (its worker died, its object
+was lost) is done again, on a new worker if its worker died, up to MAX_ATTEMPTS times; only then is
+the recording reported as failed. A recording that cannot be audited (not audio, ...) is an ordinary
 Outcome with its error, not retried.
 
 A local Ray runs with no dashboard and no usage report: nothing is fetched or sent at run time.
@@ -27,8 +30,8 @@ from collections import deque
 from dataclasses import replace
 from pathlib import Path
 
-from audits.batch import (Outcome, Progress, Task, audit_in_worker, cpu_count, one_line_error, start_worker,
-                          threads_per_worker, worker_args)
+from audits.batch import (Outcome, Progress, cpu_count, one_line_error, start_worker, threads_per_worker,
+                          work_in_worker)
 
 LOCAL = "local"  # Ray's own name for "start a new local instance"
 MAX_ATTEMPTS = 3  # a recording whose task failed this often in Ray is reported, not tried again
@@ -51,22 +54,21 @@ def _check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None
 
 
 class AuditWorker:
-    """A Ray actor: the speech model loaded once, then one recording at a time, sent as bytes."""
+    """A Ray actor: the speech model loaded once, then one recording's work at a time, sent as bytes."""
 
-    def __init__(self, engine: str, model: str, threads: int, plain_catalog: list):
-        start_worker(engine, model, threads, plain_catalog)
+    def __init__(self, engine: str, model: str, threads: int):
+        start_worker(engine, model, threads)
 
-    def audit(self, task: Task, data: bytes) -> Outcome:
-        """Audit `data` (the file at task.path on the driver) from a private copy; never raises."""
+    def audit(self, work, data: bytes) -> Outcome:
+        """Do `work` (an audits.batch Survey or Hear of the file at work.path on the driver) on a private
+        copy of `data`; never raises."""
         with tempfile.TemporaryDirectory(prefix="holdguard-ray-") as folder:
-            copy = Path(folder) / task.path.name  # the same name: the suffix tells the decoder the format
+            copy = Path(folder) / work.path.name  # the same name: the suffix tells the decoder the format
             copy.write_bytes(data)
-            outcome = audit_in_worker(replace(task, path=copy))
-        outcome.path = task.path
-        if outcome.result is not None:
-            outcome.result = replace(outcome.result, recording=str(task.path))
+            outcome = work_in_worker(replace(work, path=copy))
+        outcome.path = work.path
         if outcome.error is not None:
-            outcome.error = outcome.error.replace(str(copy), str(task.path))
+            outcome.error = outcome.error.replace(str(copy), str(work.path))
         return outcome
 
 
@@ -81,6 +83,8 @@ class RayRunner:
         self.jobs = jobs
         self.cpus = 0
         self._started = False
+        self._idle: list = []  # the batch's worker actors, between calls
+        self._new_worker = None
 
     def __enter__(self) -> "RayRunner":
         return self.start()
@@ -124,61 +128,66 @@ class RayRunner:
             finally:
                 self._stdout.__exit__(None, None, None)
                 self._started = False
+                self._idle, self._new_worker = [], None
 
-    def __call__(self, tasks: list[Task], *, engine: str, model: str, catalog: list,
-                 progress: Progress | None = None):
-        """Outcomes of `tasks` as the workers finish them."""
+    def __call__(self, works: list, *, engine: str, model: str, progress: Progress | None = None):
+        """Outcomes of `works` (audits.batch Survey or Hear) as the workers finish them."""
         import ray
         from ray.exceptions import RayActorError, RayError
 
-        from audits.transcribe import prepare_model
-
         progress = progress or Progress()
-        prepare_model(engine, model)  # a local Ray converts the checkpoint once, here
-        n_actors = max(1, min(self.jobs or self.cpus, self.cpus, len(tasks)))
-        threads = threads_per_worker(n_actors)
-        thread_limits = {variable: str(threads) for variable in
-                         ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-        # Set when the worker process starts, before Ray or numpy load a numeric library.
-        worker_class = ray.remote(AuditWorker).options(num_cpus=1, max_restarts=0,
-                                                       runtime_env={"env_vars": thread_limits})
-        args = worker_args(engine, model, threads, catalog)
-
-        def new_worker():
-            return worker_class.remote(*args)
-
-        idle = [new_worker() for _ in range(n_actors)]
-        waiting, running, failed_attempts = deque(tasks), {}, {}
+        idle = self._workers(engine, model, len(works))
+        waiting, running, failed_attempts = deque(works), {}, {}
         while waiting or running:
             while waiting and idle:
-                task = waiting.popleft()
+                work = waiting.popleft()
                 try:
-                    data = task.path.read_bytes()
+                    data = work.path.read_bytes()
                 except OSError as error:
-                    yield Outcome(task.index, task.path, error=one_line_error(task.path, error))
+                    yield Outcome(work.index, work.path, error=one_line_error(work.path, error))
                     continue
                 worker = idle.pop()
-                running[worker.audit.remote(task, data)] = (task, worker)
+                running[worker.audit.remote(work, data)] = (work, worker)
             if not running:
                 continue
             [done], _ = ray.wait(list(running), num_returns=1)
-            task, worker = running.pop(done)
+            work, worker = running.pop(done)
             try:
                 outcome = ray.get(done)
             except RayError as error:
                 if isinstance(error, RayActorError):  # the worker died with this recording in flight
                     ray.kill(worker)
-                    worker, what = new_worker(), "its Ray worker died"
+                    worker, what = self._new_worker(), "its Ray worker died"
                 else:
                     what = f"its Ray task failed ({type(error).__name__})"
                 idle.append(worker)
-                failed_attempts[task.index] = failed_attempts.get(task.index, 0) + 1
-                if failed_attempts[task.index] < MAX_ATTEMPTS:
-                    progress.write(f"{task.path}: {what}: auditing it again", file=sys.stderr)
-                    waiting.appendleft(task)
+                failed_attempts[work.index] = failed_attempts.get(work.index, 0) + 1
+                if failed_attempts[work.index] < MAX_ATTEMPTS:
+                    progress.write(f"{work.path}: {what}: auditing it again", file=sys.stderr)
+                    waiting.appendleft(work)
                 else:
-                    yield Outcome(task.index, task.path, error=f"{task.path}: {what}, "
+                    yield Outcome(work.index, work.path, error=f"{work.path}: {what}, "
                                                                f"{MAX_ATTEMPTS} times: not audited")
                 continue
             idle.append(worker)
             yield outcome
+
+    def _workers(self, engine: str, model: str, n_works: int) -> list:
+        """The batch's idle worker actors, started at the first call: one per work, at most `jobs` and
+        the cluster's CPUs. They are kept for the batch's next call (its hearings)."""
+        import ray
+
+        from audits.transcribe import prepare_model
+
+        if self._new_worker is None:
+            prepare_model(engine, model)  # a local Ray converts the checkpoint once, here
+            n_actors = max(1, min(self.jobs or self.cpus, self.cpus, n_works))
+            threads = threads_per_worker(n_actors)
+            thread_limits = {variable: str(threads) for variable in
+                             ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+            # Set when the worker process starts, before Ray or numpy load a numeric library.
+            worker_class = ray.remote(AuditWorker).options(num_cpus=1, max_restarts=0,
+                                                           runtime_env={"env_vars": thread_limits})
+            self._new_worker = lambda: worker_class.remote(engine, model, threads)
+            self._idle = [self._new_worker() for _ in range(n_actors)]
+        return self._idle

@@ -18,7 +18,7 @@ from app.storage import library as library_store
 from app.storage.connect import connect
 from audits import fingerprint, pipeline
 from audits import library
-from audits.batch import audit_batch
+from audits.batch import Hear, audit_batch
 from audits.data import Transcript
 from audits.transcribe import shared_engine
 from tests.audio_fixtures import DEMO_MESSAGES, make_hold
@@ -106,15 +106,34 @@ def test_the_library_round_trips_and_counts_the_fleet(db, tmp_path):
     assert stored == [{"plays": 5, "recordings": 3}]
 
 
-def test_a_message_two_workers_found_at_once_becomes_one_entry():
-    driver = library.Library(engine=ENGINE, model=MODEL)
-    first, twin = made_up_entry(2, "Thanks for holding."), made_up_entry(2, "Thanks for holding.")
-    assert first.key != twin.key
-    assert driver.absorb(library.News(entries=[first], plays={first.key: [1.0]})).entries == [first]
-    merged = driver.absorb(library.News(entries=[twin], plays={twin.key: [3.0]}))
-    assert merged.entries == [] and merged.plays == {first.key: [3.0]}
-    assert driver.absorb(library.News(plays={twin.key: [5.0]})).plays == {first.key: [5.0]}  # later, too
-    assert [entry.key for entry in driver.entries] == [first.key]
+def test_a_batch_hears_a_message_new_to_it_in_its_first_recording_and_more_plays_in_later_ones():
+    """The hearing rounds, without Whisper: two recordings play one message new to the library, once and
+    twice. Only the first recording's play is heard first; that hearing unsure, only the later recording's
+    second play is heard again (the first has no other), and each recording takes the hearings as they stood
+    after its turn, as when they are audited one after the other."""
+    promo = made_up_entry(3, "")
+    speech = [Span(2.0, 5.0, "speech"), Span(10.0, 13.0, "speech")]
+    surveys = [pipeline.Survey(20.0, speech[:n], [0] * n, [promo.anchor], [30.0] * n) for n in (1, 2)]
+    known = library.Library(engine=ENGINE, model=MODEL)
+    plans = [pipeline.plan(surveyed, known, None, []) for surveyed in surveys]
+    assert len(known.entries) == 1  # the second recording matched the entry the first one made
+
+    asked = pipeline.first_hearings(plans)
+    assert [[play for play, *_ in mine] for mine in asked] == [[0], []]
+    unsure = Transcript(0.0, 0.0, "Upgrade to the Galaxy today.", -0.8)
+    pipeline.fill(asked[0], [unsure])
+    again = pipeline.more_hearings(plans)
+    assert [[play for play, *_ in mine] for mine in again] == [[], [1]]
+    heard = Transcript(0.0, 0.0, "Upgrade to the Galaxy S7 today.", -0.4)
+    pipeline.fill(again[1], [heard])
+
+    first, second = (pipeline.plan_transcripts(planned) for planned in plans)
+    assert [t.text for t in first] == [unsure.text]  # its turn came before the second hearing
+    assert [t.text for t in second] == [unsure.text, heard.text]
+    known.learn(plans[0])
+    assert [len(entry.hearings) for entry in known.take_news().entries] == [1]
+    known.learn(plans[1])
+    assert [len(hearings) for hearings in known.take_news().hearings.values()] == [2]
 
 
 def test_messages_page_and_command(db, tmp_path, client, runner):
@@ -231,28 +250,30 @@ def test_a_different_message_with_a_shared_opening_is_not_taken_for_a_library_en
 
 @pytest.mark.slow
 @pytest.mark.sqlite_only
-def test_ray_workers_use_the_library_and_bring_back_only_what_is_new(db, flow_holds, cold, monkeypatch):
+def test_ray_workers_hear_only_what_the_library_does_not_know(db, flow_holds, cold, monkeypatch):
     pytest.importorskip("ray")
     from audits.ray_batch import RayRunner
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     first, second, _ = flow_holds
     audit_batch([first.path], db, engine=ENGINE, model=MODEL, transcriber=CountingEngine(shared_engine(ENGINE, MODEL)))
-    news = {}
+    before = {entry.key for entry in library.load(db, engine=ENGINE, model=MODEL).entries}
+    clips = {}
     with RayRunner(jobs=2) as ray_runner:
-        def runner(tasks, **options):
-            for outcome in ray_runner(tasks, **options):
-                news[outcome.path.stem] = outcome.library_news
-                yield outcome
+        def runner(works, **options):
+            for work in works:
+                if isinstance(work, Hear):
+                    clips[work.path.stem] = clips.get(work.path.stem, 0) + len(work.plays)
+            yield from ray_runner(works, **options)
 
         (again, other), failed = audit_batch([first.path, second.path], db, engine=ENGINE, model=MODEL,
                                              runner=runner)
     assert failed == []
-    assert news["first"].entries == [] and news["first"].hearings == {}  # matched in the worker, not heard
-    assert [len(entry.hearings) > 0 for entry in news["second"].entries] == [True]  # only the tip was new
+    learned = [entry for entry in library.load(db, engine=ENGINE, model=MODEL).entries if entry.key not in before]
+    assert len(learned) == 1 and "online" in learned[0].hearings[0].text.lower()  # only the tip was new
+    assert clips == {"second": len(learned[0].hearings)}  # the first matched the library here, not heard
     assert again.to_json() == cold["first"][0].to_json()
     assert outline(other) == outline(cold["second"][0])
-    assert len(library.load(db, engine=ENGINE, model=MODEL).entries) == 3
 
 
 @pytest.mark.slow
@@ -262,7 +283,7 @@ def test_two_worker_processes_finding_one_message_at_once_store_one_entry(db, fl
     results, failed = audit_batch([first.path, second.path], db, engine=ENGINE, model=MODEL, jobs=2)
     assert failed == []
     texts = sorted(entry.hearings[0].text for entry in library.load(db, engine=ENGINE, model=MODEL).entries)
-    assert len(texts) == 3, texts  # the promo, the reassurance (both heard by each worker), the tip
+    assert len(texts) == 3, texts  # the promo, the reassurance (both heard once, in the first recording), the tip
     assert [outline(result) for result in results] == [outline(cold["first"][0]), outline(cold["second"][0])]
     plays = {row["text"]: row["plays"] for row in library_store.fleet_view(db, "2000-01-01T00:00:00Z",
                                                                            "2100-01-01T00:00:00Z")}

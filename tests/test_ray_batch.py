@@ -34,9 +34,8 @@ def local_ray_only(monkeypatch):
 
 @pytest.fixture(scope="module")
 def recordings(tmp_path_factory):
-    """Four short holds (one with a caller context beside it) and a file that is not audio. No message is in
-    two recordings: which recording's hearing of a message the library keeps depends on the order results
-    arrive in, and the reports are to be identical."""
+    """Four short holds (one with a caller context beside it) and a file that is not audio; no message is in
+    two of them (`sharing` below has that)."""
     folder = tmp_path_factory.mktemp("ray-batch")
     holds = [make_hold(folder, ["music 3", "say galaxy-upgrade", "music 3", "say galaxy-upgrade", "music 2"],
                        name="promo", context=OWNER, seed=41),
@@ -156,22 +155,25 @@ def test_a_cluster_that_does_not_answer_is_one_line_at_once(recordings, tmp_path
     assert not ray.is_initialized()
 
 
-def test_a_runner_audits_elsewhere_and_the_bar_counts_done_and_failed(tmp_path):
-    """audit_batch's runner hook (what --ray plugs in): its Outcomes are stored here, the bar says done / failed."""
-    from app.core.audit import AuditResult
-    from audits.batch import Outcome, audit_batch
+def test_a_runner_works_elsewhere_and_the_bar_counts_done_and_failed(tmp_path):
+    """audit_batch's runner hook (what --ray plugs in): it surveys elsewhere, the audits are finished and stored
+    here, and the bar says done / failed."""
+    from app.core.audit import Span
+    from audits.batch import Outcome, Survey, audit_batch
+    from audits.pipeline import Survey as Surveyed
 
     files = [tmp_path / "a.wav", tmp_path / "b.wav", tmp_path / "c.wav"]
     for path in files:
         path.write_bytes(b"RIFF")
 
-    def runner(tasks, *, engine, model, catalog, progress):
-        for task in tasks:
-            if task.path.name == "b.wav":
-                yield Outcome(task.index, task.path, error=f"{task.path}: its Ray worker died, 3 times: not audited")
+    def runner(works, *, engine, model, progress):
+        assert all(isinstance(work, Survey) for work in works)  # only music: nothing to hear
+        for work in works:
+            if work.path.name == "b.wav":
+                yield Outcome(work.index, work.path, error=f"{work.path}: its Ray worker died, 3 times: not audited")
             else:
-                yield Outcome(task.index, task.path, sha256="x", result=AuditResult(
-                    recording=str(task.path), duration_s=1.0, segments=[], messages=[], findings=[], summary={}))
+                yield Outcome(work.index, work.path, sha256="x", result=Surveyed(
+                    duration_s=1.0, segments=[Span(0.0, 1.0, "music")], groups=[], anchors=[], snr_db=[]))
 
     class Bar:
         def __init__(self):
@@ -191,6 +193,89 @@ def test_a_runner_audits_elsewhere_and_the_bar_counts_done_and_failed(tmp_path):
                                     runner=runner)
     assert [r.recording for r in results] == [str(files[0]), str(files[2])]
     assert failures == [(str(files[1]), f"{files[1]}: its Ray worker died, 3 times: not audited")]
-    assert bar.postfixes == ["1 done, 0 failed", "1 done, 1 failed", "2 done, 1 failed"]
+    assert bar.postfixes == ["0 done, 1 failed", "1 done, 1 failed", "2 done, 1 failed"]
     assert sorted(row["recording"] for row in connect(db).query("select recording from audits")) == \
         [str(files[0]), str(files[2])]
+
+
+# ---- a message new to the library, shared by recordings of one batch ---------------------------------
+
+@pytest.fixture(scope="module")
+def sharing(tmp_path_factory):
+    """Three short holds sharing the Galaxy promo, new to the library: once in the first (the caller owns
+    the phone), twice in the second (noisier), and the third's own reassurance before it. Which play of the
+    promo is heard decides its wording (and avg_logprob) in every recording that gets that hearing."""
+    folder = tmp_path_factory.mktemp("sharing")
+    return [make_hold(folder, ["music 2", "say galaxy-upgrade", "music 2"], name="one", context=OWNER, seed=51).path,
+            make_hold(folder, ["music 2", "say galaxy-upgrade", "music 2", "say galaxy-upgrade", "music 1"],
+                      name="two", seed=52, noise_dbfs=-48.0).path,
+            make_hold(folder, ["music 1", "say thanks-patience", "music 2", "say galaxy-upgrade", "music 1"],
+                      name="three", seed=53).path]
+
+
+# By nature different between runs: when each audit ran (audited_at, and what follows from it for recordings
+# with no call: a library entry's first / last heard, a play's heard_at) and the entry's random key.
+RUN_TIME_COLUMNS = {"audits": {"audited_at"}, "library_messages": {"entry_key", "first_heard", "last_heard"},
+                    "library_plays": {"heard_at"}}
+
+
+def every_row(db_path: Path) -> dict[str, list]:
+    """Every row of the audit and library tables in id (or rowid) order, RUN_TIME_COLUMNS left out."""
+    db = connect(db_path)
+    rows = {table: [{k: v for k, v in row.items() if k not in RUN_TIME_COLUMNS.get(table, ())}
+                    for row in db.query(f'select * from "{table}" order by rowid')]
+            for table in ["audits", *AUDIT_CHILD_TABLES, "library_messages", "library_plays"]}
+    db.conn.close()
+    return rows
+
+
+@pytest.fixture
+def clips_heard(monkeypatch) -> list[int]:
+    """Clips given to Whisper, counted where it runs in this process (one process: the engine's
+    transcribe_many) and, with workers, as the Hear works sent to them (each decodes its clips once)."""
+    from audits import batch, transcribe
+    from audits.ray_batch import RayRunner
+
+    counted, shared_engine = [], transcribe.shared_engine
+
+    class Counting:
+        def __init__(self, engine):
+            self.engine = engine
+
+        def transcribe_many(self, clips, starts_s=None, prompt=None):
+            counted.append(len(clips))
+            return self.engine.transcribe_many(clips, starts_s, prompt=prompt)
+
+    def counting_runner(call):
+        def run(self, works, **options):
+            counted.extend(len(work.plays) for work in works if isinstance(work, batch.Hear))
+            return call(self, works, **options)
+        return run
+
+    monkeypatch.setattr(transcribe, "shared_engine", lambda *args, **kwargs: Counting(shared_engine(*args, **kwargs)))
+    for runner in (batch.WorkerPool, RayRunner):
+        monkeypatch.setattr(runner, "__call__", counting_runner(runner.__call__))
+    return counted
+
+
+def test_a_shared_new_message_gives_the_same_reports_and_rows_on_one_process_two_workers_and_ray(sharing, tmp_path,
+                                                                                                  clips_heard):
+    runs = {}
+    for name, options in [("one process", ["--jobs", "1"]), ("two workers", ["--jobs", "2"]),
+                          ("ray", ["--jobs", "2", "--ray"])]:
+        db_path = database_with_the_demo_flow(tmp_path / f"{name}.db")
+        clips_heard.clear()
+        result = audit(db_path, sharing, "--model", "tiny.en", *options)
+        assert result.exit_code == 0, result.stderr
+        runs[name] = (json.loads(result.stdout), every_row(db_path), sum(clips_heard))
+    reports, rows, heard = runs["one process"]
+    assert [r["recording"] for r in reports] == [str(path) for path in sharing]
+    assert [[m["category"] for m in r["messages"]] for r in reports] == [["promo"], ["promo"], ["reassurance", "promo"]]
+    assert len(rows["library_messages"]) == 2  # the promo once, though three recordings heard it
+    # Whisper heard each clip the library keeps once, in the whole batch: the promo's first hearing (and more
+    # of its plays if that one was unsure), the reassurance's; fewer than the five plays
+    assert heard == sum(len(json.loads(row["hearings"])) for row in rows["library_messages"]) < 5
+    assert runs["two workers"][0] == reports and runs["ray"][0] == reports
+    assert runs["two workers"][1] == rows
+    assert runs["ray"][1] == rows
+    assert runs["two workers"][2] == runs["ray"][2] == heard

@@ -112,13 +112,13 @@ def plays_of_one_promo(noisy_snr_db: float = 20.0):
 
 def test_the_cleanest_whole_play_is_heard_first_and_the_noisiest_not_before_a_clean_one():
     audio, speech = plays_of_one_promo()
-    clean, noisy, cut = (pipeline.snr_db(audio.samples[int(s.start_s * 16000):int(s.end_s * 16000)])
-                         for s in speech)
+    snrs_db = [pipeline.snr_db(audio.samples[int(s.start_s * 16000):int(s.end_s * 16000)]) for s in speech]
+    clean, noisy, cut = snrs_db
     assert clean > noisy + 10  # the estimate tells them apart
     assert speech[1].duration_s > speech[0].duration_s  # longest-first would hear the noisy one first
-    assert pipeline.hearing_order(audio, speech, [0, 1, 2]) == [0, 1, 2]
-    assert pipeline.hearing_order(audio, speech, [2, 1, 0]) == [0, 1, 2]  # not play order: cleanest whole first
-    assert pipeline.hearing_order(audio, speech, [1, 2]) == [1, 2]  # a whole noisy play before a cut one
+    assert pipeline.hearing_order(speech, [0, 1, 2], snrs_db) == [0, 1, 2]
+    assert pipeline.hearing_order(speech, [2, 1, 0], snrs_db) == [0, 1, 2]  # not play order: cleanest whole first
+    assert pipeline.hearing_order(speech, [1, 2], snrs_db) == [1, 2]  # a whole noisy play before a cut one
 
     segments = sorted(speech + [Span(0.0, speech[0].start_s, "music")], key=lambda s: s.start_s)
     engine = HearingEngine(shared_engine("faster-whisper", "tiny.en"))
