@@ -287,32 +287,51 @@ def _in_phases(tasks: list[Task], run, known, catalog: list, **options):
     from audits.transcribe import vocabulary_prompt
 
     by_index = {task.index: task for task in tasks}
-    surveyed = {}
-    for outcome in run([Survey(task.index, task.path) for task in tasks], **options):
-        if outcome.error is None:
-            surveyed[outcome.index] = outcome
-        else:
-            yield outcome
+    surveyed = yield from _surveys(tasks, run, **options)
     prompt = vocabulary_prompt(pipeline.known_product_names(None, catalog))
     plans = {index: pipeline.plan(surveyed[index].result, known if known is not None else Library(), prompt,
                                   pipeline.known_product_names(by_index[index].context, catalog))
              for index in sorted(surveyed)}
-    errors = {}
-    for hearings in (pipeline.first_hearings, pipeline.more_hearings):
-        asked = dict(zip(plans, hearings(list(plans.values()))))
-        works = [Hear(index, by_index[index].path, plans[index].survey.speech, [play for play, *_ in asked[index]],
-                      prompt) for index in plans if asked[index]]
-        for outcome in run(works, **options) if works else ():
-            if outcome.error is None:
-                pipeline.fill(asked[outcome.index], outcome.result)
-            else:
-                errors.setdefault(outcome.index, outcome.error)
+    errors = _hear(plans, {index: task.path for index, task in by_index.items()}, prompt, run, **options)
     for index, planned in plans.items():
         task = by_index[index]
         if index in errors:
             yield Outcome(index, task.path, error=errors[index])
         else:
             yield _finish(task, planned, surveyed[index].sha256, catalog, known)
+
+
+def _surveys(tasks: list[Task], run, **options):
+    """Phase one: every recording surveyed in the workers; yields the failures as they come and returns
+    the other Outcomes by index."""
+    surveyed = {}
+    works = [Survey(task.index, task.path) for task in tasks]
+    for done, outcome in enumerate(run(works, **options), start=1):
+        options["progress"].set_postfix_str(f"surveyed {done}/{len(works)}")
+        if outcome.error is None:
+            surveyed[outcome.index] = outcome
+        else:
+            yield outcome
+    return surveyed
+
+
+def _hear(plans: dict, paths: dict[int, Path], prompt: str | None, run, **options) -> dict[int, str]:
+    """Phase two: the hearing rounds over the plans in the order given, each round's clips heard in the
+    workers and filled in. Returns the errors of the recordings whose clips could not be heard."""
+    from audits import pipeline
+
+    errors = {}
+    for hearings in (pipeline.first_hearings, pipeline.more_hearings):
+        asked = dict(zip(plans, hearings(list(plans.values()))))
+        works = [Hear(index, paths[index], plans[index].survey.speech, [play for play, *_ in mine], prompt)
+                 for index, mine in asked.items() if mine]
+        for done, outcome in enumerate(run(works, **options) if works else (), start=1):
+            options["progress"].set_postfix_str(f"{hearings.__name__.replace('_', ' ')} {done}/{len(works)}")
+            if outcome.error is None:
+                pipeline.fill(asked[outcome.index], outcome.result)
+            else:
+                errors.setdefault(outcome.index, outcome.error)
+    return errors
 
 
 def _finish(task: Task, planned, sha256: str, catalog: list, known) -> Outcome:

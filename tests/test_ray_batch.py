@@ -193,7 +193,8 @@ def test_a_runner_works_elsewhere_and_the_bar_counts_done_and_failed(tmp_path):
                                     runner=runner)
     assert [r.recording for r in results] == [str(files[0]), str(files[2])]
     assert failures == [(str(files[1]), f"{files[1]}: its Ray worker died, 3 times: not audited")]
-    assert bar.postfixes == ["0 done, 1 failed", "1 done, 1 failed", "2 done, 1 failed"]
+    assert bar.postfixes == ["surveyed 1/3", "surveyed 2/3", "0 done, 1 failed", "surveyed 3/3",
+                             "1 done, 1 failed", "2 done, 1 failed"]
     assert sorted(row["recording"] for row in connect(db).query("select recording from audits")) == \
         [str(files[0]), str(files[2])]
 
