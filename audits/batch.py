@@ -6,8 +6,8 @@ With `jobs` == 1 everything runs in this process, one recording after the other 
 one-file audits do): each is audited against the message library (audits.library) as it stands
 after the ones before it.
 
-With `jobs` > 1 the batch runs in two phases, so that its reports and database rows are those of
-`jobs` == 1 whichever worker finishes first:
+With `jobs` > 1, or a `runner` (Ray, audits.ray_batch), the workers' part comes in two phases, so
+that the batch's reports and database rows are those of `jobs` == 1 whichever worker finishes first:
 1. every recording is decoded, segmented and its speech fingerprinted (pipeline.survey) in a worker
    process (ProcessPoolExecutor, "spawn": no OpenMP or onnxruntime threads are forked), or a Ray
    actor (audits.ray_batch);
