@@ -10,6 +10,10 @@ courtesy words appear everywhere).
 
 Weak promo words ("plan", "card", "save"...) score 1 and need a second cue, so
 "save time with our app" stays a tip while "save 20 dollars" is a promo.
+
+A promo's products are those of the catalog message it plays, known names it says, or else names read
+from its text ("the new iPhone 15"). A name read from the text is never taken for a known one it only
+resembles: a Galaxy S9 promo heard "Galaxy S1" names a Galaxy S1, not the caller's Galaxy S7.
 """
 from __future__ import annotations
 
@@ -27,14 +31,21 @@ CUES: dict[Category, list[tuple[str, int]]] = {
     "promo": [
         (r"\bupgrade", 2), (r"\bbrand new\b", 2), (r"\boffers?\b(?! (you )?(our|my) (sincere )?apolog)", 2), (r"\bdiscounts?\b", 2),
         (rf"\b({NUMBER} )?percent off\b", 2), (r"\bswitch to\b", 2),
-        (rf"\bsave (up to )?({NUMBER}|hundreds|big)", 2), (r"\blimited time\b", 2),
+        (rf"\bsav(e|es|ed|ing) (up to )?({NUMBER}|hundreds|big)", 2), (r"\blimited time\b", 2),
         (r"\bask your agent (about|how)\b", 2), (r"\bsign up\b", 2), (r"\bspecial (offer|price|deal)", 2),
         (r"\bfree (month|months|trial|gift|phone)", 2), (r"\bapply (now|today)\b", 2),
-        (r"\b(get|buy|try|order) (the|a|our) (brand )?new\b", 2), (rf"\b(only|just) {NUMBER} (dollars|a month)", 2),
+        (r"\b(meet|introducing|get|getting|buy|try|order) (the|a|our) (brand )?new\b", 2),
+        (rf"\b(only|just) {NUMBER} (dollars|a month)", 2),
         # a price however it was heard: "for only 9 to 9 a month" ("nine ninety-nine" misheard)
         (r"\b(only|just)( \S+){1,4} (a|per) (month|year)\b", 2),
+        # a price by the month with the selling words around it misheard: "claimed $20 a month" (an amount
+        # saved is the save cue's)
+        (rf"(?<!save )(?<!saved )\b{NUMBER} dollars (a|per) (month|year)\b", 2),
+        # "trade in your old phone", heard "trading your old home" too
+        (r"\btrade ins?\b|\btrad(e|es|ing)( in)? your old\b", 2),
         (r"\bdeals?\b", 1), (r"\bplans?\b", 1), (r"\bcards?\b", 1), (r"\bloans?\b", 1),
-        (r"\bsave\b", 1), (r"\bnew\b", 1), (r"\bper month\b|\ba month\b", 1), (r"\brewards?\b", 1),
+        (r"\bsav(e|es|ed|ing)\b", 1), (r"\bnew\b", 1), (r"\bper month\b|\ba month\b", 1), (r"\brewards?\b", 1),
+        (r"\bfor (only|just)\b", 1),
     ],
     "notice": [
         (r"\boutages?\b", 2), (r"\bservice (disruption|interruption)s?\b", 2), (r"\bweather\b", 2),
@@ -72,12 +83,19 @@ NOT_PRODUCTS = {"i", "a", "an", "the", "our", "your", "you", "we", "ask", "get",
                 "now", "and", "or", "for", "with", "to", "this", "that", "it", "if", "please", "thank",
                 "january", "february", "march", "april", "may", "june", "july", "august", "september",
                 "october", "november", "december", "monday", "tuesday", "wednesday", "thursday",
-                "friday", "saturday", "sunday", "pm", "am", "us", "home"}
+                "friday", "saturday", "sunday", "pm", "am", "us"}
+# ...nor end them: "Fiber One Gig Home Internet" is sold as Fiber One Gig, but "Home Protection Plan" is a name.
+NOT_LAST_IN_PRODUCTS = NOT_PRODUCTS | {"home"}
 # A product name after "new", "the" or "to": a capitalised word, then capitalised words or numbers
 # (Galaxy S7, Fiber One Gig, iPhone 15).
 _NAME_WORD = r"(?:[A-Z][\w+-]*|[a-z]+[A-Z][\w+-]*)"
 _PRODUCT_WORD = rf"(?:{_NAME_WORD}|\d[\w+-]*)"
 PRODUCT_PHRASE = re.compile(rf"\b(?:new|the|to|our)\s+({_NAME_WORD}(?:\s+{_PRODUCT_WORD}){{0,3}})")
+# Whisper often writes a service's name in lower case ("the home protection plan"): after "new", "the" or
+# "our", two or three words and then the kind of thing a hold line sells. One word before the kind is
+# too often an adjective ("the right plan") to be taken for a name.
+PRODUCT_KINDS = r"plan|card|loan|package|bundle|warranty|insurance|membership|internet"
+KIND_PHRASE = re.compile(rf"\b(?:new|the|our)\s+((?:(?!new\b|brand\b)[a-z]+\s+){{2,3}}(?:{PRODUCT_KINDS}))\b")
 
 
 @dataclass(frozen=True)
@@ -90,12 +108,17 @@ class CatalogMessage:
 def cue_hits(normalised: str) -> dict[Category, list[tuple[int, str]]]:
     """For each category whose cues reach its threshold, the (weight, phrase) cues found, strongest first."""
     hits: dict[Category, list[tuple[int, str]]] = {}
-    for category, cues in CUES.items():
-        found = [(weight, match.group(0)) for pattern, weight in cues
-                 for match in [re.search(pattern, normalised)] if match]
+    for category in CUES:
+        found = found_cues(category, normalised)
         if sum(weight for weight, _ in found) >= THRESHOLDS[category]:
             hits[category] = sorted(found, key=lambda cue: -cue[0])
     return hits
+
+
+def found_cues(category: Category, normalised: str) -> list[tuple[int, str]]:
+    """(weight, phrase) of each of `category`'s cues in the normalised text, in CUES order."""
+    return [(weight, match.group(0)) for pattern, weight in CUES[category]
+            for match in [re.search(pattern, normalised)] if match]
 
 
 def choose_category(hits: dict[Category, list[tuple[int, str]]]) -> Category:
@@ -141,23 +164,42 @@ def mentions(text: str, product: str) -> bool:
 
 def extract_products(text: str, known_products=(), also_heard=(), found=()) -> list[str]:
     """Products a transcript names: `found` (already known), then known names (as spelled in the
-    list), then capitalised names in the text that are none of those.
+    list), then names read from the text (names_in_text) that are none of those.
 
     Known names are also looked for in `also_heard`, other transcripts of the same message.
     """
     found = list(found)
     found += [product for product in known_products if not any(same_product(product, f) for f in found)
               and any(mentions(t, product) for t in [text, *also_heard])]
-    for match in PRODUCT_PHRASE.finditer(text):
-        words = match.group(1).split()
-        while words and words[-1].lower().strip(".,;:!?") in NOT_PRODUCTS:
-            words.pop()
-        if not words or words[0].lower() in NOT_PRODUCTS:
-            continue
-        phrase = " ".join(words).strip(".,;:!?")
+    for phrase in names_in_text(text):
         if not any(mentions(phrase, known) or mentions(known, phrase) for known in found):
             found.append(phrase)
     return list(dict.fromkeys(found))
+
+
+def names_in_text(text: str) -> list[str]:
+    """What reads as a product's name in a transcript, whether or not anyone knows it: a capitalised name
+    after "new", "the", "to" or "our" ("the new iPhone 15", "switch to Fiber One Gig"), or words naming
+    a kind of product after "new", "the" or "our" ("the home protection plan", shown "Home Protection Plan")."""
+    names = []
+    for match in PRODUCT_PHRASE.finditer(text):
+        words = match.group(1).split()
+        while words and words[-1].lower().strip(".,;:!?") in NOT_LAST_IN_PRODUCTS:
+            words.pop()
+        if words and words[0].lower() not in NOT_PRODUCTS:
+            names.append(" ".join(words).strip(".,;:!?"))
+    return list(dict.fromkeys(names + kinds_named(text)))
+
+
+def kinds_named(text: str) -> list[str]:
+    """Lower-case names of a kind of product (KIND_PHRASE), capitalised: "the home protection plan" ->
+    "Home Protection Plan"."""
+    names = []
+    for match in KIND_PHRASE.finditer(text):
+        words = match.group(1).split()
+        if not any(word in NOT_PRODUCTS for word in words):
+            names.append(" ".join(word.capitalize() for word in words))
+    return names
 
 
 def classify_messages(messages: list[Message], known_products=(), texts_heard: dict[str, list[str]] | None = None,
@@ -167,7 +209,10 @@ def classify_messages(messages: list[Message], known_products=(), texts_heard: d
     The category comes from the representative text. Products come from, in order: the hold-flow
     catalog message it is a play of (`catalog`, matched like plays of one message); known names
     (`known_products`) in any transcript of the message (`texts_heard`: id -> texts), since one play
-    may be heard "Galaxy S fan" where another was heard "Galaxy S7"; capitalised names in the text.
+    may be heard "Galaxy S fan" where another was heard "Galaxy S7"; names read from the text
+    (names_in_text), which the cue then says. A message with no strong promo cue is a promo when it
+    names a product (one the catalog sells, or a kind of product: "the home protection plan") and has
+    a weak one.
     """
     classified = []
     for message in messages:
@@ -176,11 +221,16 @@ def classify_messages(messages: list[Message], known_products=(), texts_heard: d
         sold = catalog_products(heard, catalog)
         if sold and category != "promo":  # the flow plays it as a promo, whatever words were misheard
             category, cue = "promo", "promo: a play of the hold flow's promo for " + ", ".join(sold)
-        elif category == "other":
-            category, cue = _names_a_product_on_sale(message.text, heard, catalog) or (category, cue)
+        elif category == "other" or (category == "promo" and _only_weak_promo_cues(message.text)):
+            category, cue = (_names_a_product_on_sale(message.text, heard, catalog)
+                             or _names_a_kind_of_product(message.text) or (category, cue))
         products = []
         if category == "promo":
             products = extract_products(message.text, known_products, heard, found=sold)
+            read = [product for product in products if product not in sold and product not in known_products]
+            if read:  # no list vouches for these: a reader should know they are Whisper's spelling
+                cue += f"; {'products' if len(read) > 1 else 'product'} read from the text (no catalog or known " \
+                       f"name): {', '.join(read)}"
         classified.append(replace(message, category=category, cue=cue, products=products))
     return classified
 
@@ -191,13 +241,25 @@ def _names_a_product_on_sale(text: str, heard: list[str], catalog) -> tuple[Cate
     high and high demand, the home protection plan ..." was tiny.en's "For only nine ninety-nine a month")."""
     on_sale = list(dict.fromkeys(p for entry in catalog for p in entry.products))
     named = [product for product in on_sale if any(mentions(t, product) for t in heard)]
-    normalised = normalise(text)
-    weak = [match.group(0) for pattern, weight in CUES["promo"] for match in [re.search(pattern, normalised)]
-            if match]
+    return _promo_naming(text, named, f"{', '.join(named)}, which the hold flow sells")
+
+
+def _names_a_kind_of_product(text: str) -> tuple[Category, str] | None:
+    """("promo", cue) when a transcript names a kind of product (kinds_named) and has a selling word however
+    weak, with no catalog needed: base heard "For only nine ninety-nine a month, the Home Protection Plan"
+    as "Or only I'm I'm dead either man, the home protection plan"."""
+    return _promo_naming(text, kinds_named(text), "a product")
+
+
+def _promo_naming(text: str, named: list[str], what: str) -> tuple[Category, str] | None:
+    weak = [phrase for _, phrase in found_cues("promo", normalise(text))]
     if not named or not weak:
         return None
-    return "promo", f"promo: names {', '.join(named)}, which the hold flow sells; cue: " + \
-        ", ".join(f"'{phrase}'" for phrase in weak[:3])
+    return "promo", f"promo: names {what}; cue: " + ", ".join(f"'{phrase}'" for phrase in weak[:3])
+
+
+def _only_weak_promo_cues(text: str) -> bool:
+    return all(weight == 1 for weight, _ in found_cues("promo", normalise(text)))
 
 
 def catalog_products(heard: list[str], catalog) -> list[str]:

@@ -3,7 +3,8 @@ import pytest
 
 from audits.classify import (CatalogMessage, classify_messages, classify_text, extract_products, mentions,
                               same_product)
-from app.core.audit import Message
+from audits.rules import promo_for_owned_product
+from app.core.audit import Context, Message
 
 
 @pytest.mark.parametrize("text, category", [
@@ -105,3 +106,84 @@ def test_catalog_names_the_products_of_a_message_it_plays():
     assert classify_messages([heard], catalog=catalog)[0].products == ["Galaxy S7"]
     other = Message("m2", "Get the new Pixel 9 today.", [9.0], [12.0])
     assert classify_messages([other], catalog=catalog)[0].products == ["Pixel 9"]
+
+
+# ---------------------------------------------------------------- Whisper base's near-misses, no catalog
+# What base (float32) wrote for tests/bench/accuracy.py's promos on generated 8 kHz telephone holds.
+
+@pytest.mark.parametrize("heard", [
+    "Meet the new Galaxy S9, trade in your old phone and pay $200 per day.",
+    "trade in your old phone and get my phone 15 for only I'm with either man",
+    "Trading your old home and getting a new iPhone 15 for only the I'm the I'm the I'm a month",
+    "For only I'm I'm dead either month, the home protection plan comes and repairs to every demise in your home.",
+    "which the fiber won big foam internet and claimed $20 a month or a year.",
+    "which could have either won big home internet and saved $20 a month or a year.",
+])
+def test_near_miss_hearings_of_promos_still_sell(heard):
+    assert classify_text(heard)[0] == "promo"
+
+
+def test_a_promo_naming_a_kind_of_product_is_a_promo_without_a_catalog():
+    heard = Message("m1", "Or only I'm I'm dead either man, the home protection plan can be repaired and re-mit in "
+                          "your home.", [0.0], [6.0])
+    assert classify_text(heard.text)[0] == "other"  # no strong cue left
+    (promo,) = classify_messages([heard], known_products=["Galaxy S7"])
+    assert promo.category == "promo" and promo.products == ["Home Protection Plan"]
+    assert promo.cue.startswith("promo: names a product; cue: 'plan'")
+
+
+@pytest.mark.parametrize("text, products", [
+    ("Trade in your old phone and get the new iPhone 15 for only nine ninety-nine a month.", ["iPhone 15"]),
+    ("For only nine ninety-nine a month, the Home Protection Plan covers repairs to every device in your home.",
+     ["Home Protection Plan"]),
+    ("For only 99.9 a month, the home protection plan comes and returns to every device in your home.",
+     ["Home Protection Plan"]),
+    ("Meet the new Galaxy S9, trade in your old phone and pay $200 per day.", ["Galaxy S9"]),
+    ("Switch to Fiber One Gig home internet and save twenty dollars a month.", ["Fiber One Gig"]),
+    ("Switch to the right plan for you and save 20 dollars.", []),  # an adjective, not a name
+])
+def test_a_promo_names_its_product_from_its_text_without_a_catalog(text, products):
+    (promo,) = classify_messages([Message("m1", text, [0.0], [6.0])], known_products=["Galaxy S7"])
+    assert promo.category == "promo" and promo.products == products
+    if products:  # the reader is told no list vouches for the name
+        assert promo.cue.endswith(f"; product read from the text (no catalog or known name): {products[0]}")
+
+
+S9_CATALOG = [CatalogMessage("Meet the new Galaxy S9. Trade in your old phone and save two hundred dollars today.",
+                             ("Galaxy S9",)),
+              CatalogMessage("Upgrade to the brand new Galaxy S7 today and get fifty percent off your first three "
+                             "months. Ask your agent how.", ("Galaxy S7",))]
+
+
+@pytest.mark.parametrize("heard", [
+    "Meet the new Galaxy S9, trade in your old phone and pay $200 per day.",
+    "Meet the new Galaxy S1, trade in your old home and save 200 dollars per day.",
+    "Meet the new Galaxy S9, to make in your own phone and gain 200 dollars today.",
+    "Meet the new Galaxy S fan, trade in your old phone and save $200 today.",  # as tiny.en hears "S7" at times
+])
+@pytest.mark.parametrize("catalog", [[], S9_CATALOG], ids=["no catalog", "catalog"])
+def test_a_galaxy_s9_promo_is_never_the_owned_galaxy_s7(heard, catalog):
+    owner = Context(owned_products=["Galaxy S7"])
+    (promo,) = classify_messages([Message("m1", heard, [0.0], [6.0])], ["Galaxy S7"], catalog=catalog)
+    assert promo.category == "promo"
+    assert not any(same_product(product, "Galaxy S7") for product in promo.products)
+    assert promo_for_owned_product([promo], owner) == []
+
+
+@pytest.mark.parametrize("heard", [
+    "Thank you for your patience. Your call is important to us and an agent will be with you shortly.",
+    "You are currently caller number seven, waiting to speak with a representative.",
+    "You are currently called a number, haven't, waiting to speak with a reprimand to bid.",
+    "Your estimated weight time is about 8 minutes. You are number 4 in line.",
+    "We are aware of a network outage affecting customers in the Northeast. Engineers are working on it and "
+    "expect service to be restored by 6 PM today.",
+    "We are aware of a network out in affecting customers in the northeast, and in here are working on it and "
+    "expect service to be restored by big steam today.",
+    "Did you know you can view and pay your bill online at any time at example.com slash billing?",
+    "Did you know you can use and pay your real online at any time at biglumple.com slash railing?",
+    "If you know you can use and pay your real online a very time event member not come flash willing",
+])
+@pytest.mark.parametrize("catalog", [[], S9_CATALOG], ids=["no catalog", "catalog"])
+def test_messages_that_sell_nothing_get_no_product(heard, catalog):
+    (message,) = classify_messages([Message("m1", heard, [0.0], [6.0])], ["Galaxy S7"], catalog=catalog)
+    assert message.category != "promo" and message.products == []
