@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from app.core.audit import Word
+
 if TYPE_CHECKING:  # only an annotation here: stages that hold text need not load numpy
     import numpy as np
 
@@ -32,3 +34,4 @@ class Transcript:
     avg_logprob: float = 0.0
     no_speech_prob: float = 0.0
     compression_ratio: float = 0.0
+    words: tuple[Word, ...] = ()  # the words of `text` with Whisper's probability for each

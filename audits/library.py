@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from app.core.audit import AuditResult
+from app.core.audit import AuditResult, words_as_pairs, words_from_pairs
 from app.core.products import same_product
 from app.storage import library as store
 from audits import fingerprint
@@ -168,7 +168,8 @@ def entry_from_row(row: dict) -> Entry:
     stored = json.loads(row["fingerprint"])
     frames = np.frombuffer(base64.b64decode(stored["frames"]), dtype="<f4").reshape(-1, stored["n_mels"])
     loudness_db = np.frombuffer(base64.b64decode(stored["loudness_db"]), dtype="<f4")
-    hearings = [Transcript(0.0, 0.0, h["text"], h["avg_logprob"], h["no_speech_prob"], h["compression_ratio"])
+    hearings = [Transcript(0.0, 0.0, h["text"], h["avg_logprob"], h["no_speech_prob"], h["compression_ratio"],
+                           words_from_pairs(h.get("words", ())))  # none kept before issue #14
                 for h in json.loads(row["hearings"])]
     return Entry(row["entry_key"], HeardBy(row["engine"], row["model"], row["vocabulary"] or ""),
                  fingerprint.Fingerprint(frames.astype(np.float32), loudness_db.astype(np.float32)), hearings)
@@ -186,4 +187,5 @@ def _b64(array: np.ndarray) -> str:
 
 def _hearings_json(hearings: list[Transcript]) -> str:
     return json.dumps([{"text": h.text, "avg_logprob": h.avg_logprob, "no_speech_prob": h.no_speech_prob,
-                        "compression_ratio": h.compression_ratio} for h in hearings])
+                        "compression_ratio": h.compression_ratio, "words": words_as_pairs(h.words)}
+                       for h in hearings])

@@ -175,10 +175,11 @@ def _merge_by_text(groups: list[list[tuple[Transcript, str]]]) -> list[list[tupl
 def _message(message_id: str, members: list[tuple[Transcript, str]]) -> Message:
     members = sorted(members, key=lambda member: member[0].start_s)
     text = representative_text(members)
+    heard = next(t for t, _ in members if t.text.strip() == text)
     return Message(id=message_id, text=text,
                    play_times_s=[t.start_s for t, _ in members],
                    play_ends_s=[t.end_s for t, _ in members],
-                   avg_logprob=next(t.avg_logprob for t, _ in members if t.text.strip() == text))
+                   avg_logprob=heard.avg_logprob, words=heard.words)
 
 
 def representative_text(members: list[tuple[Transcript, str]]) -> str:

@@ -21,6 +21,7 @@ or not, on any machine: a batch gets its parallelism from its workers and from d
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import math
 import os
@@ -29,7 +30,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from audits.data import SAMPLE_RATE, Transcript
+from audits.data import SAMPLE_RATE, Transcript, Word
 from audits.weights import ModelError
 
 ENGINES = ("openai-whisper", "faster-whisper")
@@ -90,6 +91,15 @@ BATCH_MIN_S, BATCH_MAX_S = 0.1, 20.0
 # decoding reaches (within 0.1 s on the 60 clips of tests/bench/accuracy.py; the one cut short 2.0 s
 # before it). Such a clip is decoded alone, so a clip's text does not depend on the path it took.
 UNFINISHED_GAP_S = 1.0
+# Word probabilities (issue #14): Whisper's cross-attention alignment of the decoded tokens, as
+# `word_timestamps=True` makes it, each word's probability the mean of its tokens'. The batched path
+# aligns after decoding with the batch's encoder output, which leaves the text alone. The one-clip
+# paths of both engines would also move where a window's next decoding starts to the last word's end,
+# which changed a clip's text (1 of the 60 clips of tests/bench/accuracy.py: "How?" became "How"), so
+# there the words are aligned after decoding, encoding the window once more. Punctuation joins the
+# word beside it, as both engines do by default.
+WORD_PREPEND_PUNCTUATION = "\"'“¿([{-"
+WORD_APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
 
 
 def token_limit(duration_s: float) -> int:
@@ -179,6 +189,7 @@ class Decoded:
     no_speech_prob: float
     compression_ratio: float
     n_tokens: int
+    words: tuple[Word, ...] = ()
 
 
 def hallucination(decoded: Decoded) -> str | None:
@@ -227,7 +238,18 @@ def combine(decoded: list[Decoded], start_s: float, end_s: float) -> Transcript:
         avg_logprob=float(np.average([segment.avg_logprob for segment in scored], weights=weights)),
         no_speech_prob=float(max(segment.no_speech_prob for segment in scored)),
         compression_ratio=float(max(segment.compression_ratio for segment in scored)),
+        words=tuple(word for segment in trusted for word in segment.words if strip_annotations(word.text)),
     )
+
+
+def heard_words(aligned) -> tuple[Word, ...]:
+    """Words as both engines align them ({"word": " S7,", "probability": 0.93, ...} or faster-whisper's
+    Word) as Words; probabilities to 3 places, which is all a reader is shown."""
+    def pair(word):
+        return (word["word"], word["probability"]) if isinstance(word, dict) else (word.word, word.probability)
+
+    return tuple(Word(text.strip(), round(float(probability), 3)) for text, probability in map(pair, aligned or ())
+                 if text.strip())
 
 
 class Transcriber:
@@ -288,9 +310,29 @@ class OpenAIWhisper(Transcriber):
             condition_on_previous_text=False,
             no_speech_threshold=None,  # keep every window: our guard decides, the same for both engines
             verbose=None)
+        self._align_words(samples, result["segments"])
         return [Decoded(segment["text"], segment["avg_logprob"], segment["no_speech_prob"],
-                        segment["compression_ratio"], len(segment["tokens"]))
+                        segment["compression_ratio"], len(segment["tokens"]), heard_words(segment.get("words")))
                 for segment in result["segments"]]
+
+    def _align_words(self, samples: np.ndarray, segments: list[dict]) -> None:
+        """Give each decoded segment its "words", window by window (see WORD_PREPEND_PUNCTUATION)."""
+        from whisper.audio import N_FRAMES, N_SAMPLES, log_mel_spectrogram, pad_or_trim
+        from whisper.timing import add_word_timestamps
+        from whisper.tokenizer import get_tokenizer
+
+        model = self.whisper_model
+        tokenizer = get_tokenizer(model.is_multilingual, num_languages=model.num_languages, language="en",
+                                  task="transcribe")
+        mel = log_mel_spectrogram(samples, model.dims.n_mels, padding=N_SAMPLES)  # (n_mels, frames + N_FRAMES)
+        content_frames = mel.shape[-1] - N_FRAMES
+        spoken = [segment for segment in segments if segment["text"].strip()]
+        for seek, window in itertools.groupby(spoken, key=lambda segment: segment["seek"]):
+            n_frames = min(N_FRAMES, content_frames - seek)
+            add_word_timestamps(segments=list(window), model=model, tokenizer=tokenizer,
+                                mel=pad_or_trim(mel[:, seek:seek + n_frames], N_FRAMES), num_frames=n_frames,
+                                prepend_punctuations=WORD_PREPEND_PUNCTUATION,
+                                append_punctuations=WORD_APPEND_PUNCTUATION, last_speech_timestamp=0.0)
 
 
 class FasterWhisper(Transcriber):
@@ -324,7 +366,24 @@ class FasterWhisper(Transcriber):
             samples, language="en", temperature=TEMPERATURE, beam_size=self.beam_size, max_new_tokens=max_tokens,
             initial_prompt=prompt,
             condition_on_previous_text=False, no_speech_threshold=None, vad_filter=False)
-        return [_decoded(segment) for segment in segments]
+        segments = list(segments)
+        return [_decoded(segment, words) for segment, words in zip(segments, self._aligned_words(samples, segments))]
+
+    def _aligned_words(self, samples: np.ndarray, segments: list) -> list[list[dict]]:
+        """Each decoded segment's words, aligned window by window (see WORD_PREPEND_PUNCTUATION)."""
+        from faster_whisper.audio import pad_or_trim
+
+        model = self.whisper_model
+        features = model.feature_extractor(samples)  # (n_mels, frames)
+        content_frames = features.shape[-1] - 1
+        pieces = [{"seek": segment.seek, "start": segment.start, "end": segment.end, "tokens": segment.tokens}
+                  for segment in segments]
+        for seek, window in itertools.groupby(pieces, key=lambda piece: piece["seek"]):
+            n_frames = min(model.feature_extractor.nb_max_frames, content_frames - seek)
+            encoder_output = model.encode(pad_or_trim(features[:, seek:seek + n_frames]))
+            model.add_word_timestamps([list(window)], self.tokenizer, encoder_output, n_frames,
+                                      WORD_PREPEND_PUNCTUATION, WORD_APPEND_PUNCTUATION, 0.0)
+        return [piece.get("words", []) for piece in pieces]
 
     def transcribe_many(self, clips: list[np.ndarray], starts_s: list[float] | None = None,
                         prompt: str | None = None) -> list[Transcript]:
@@ -360,6 +419,8 @@ class FasterWhisper(Transcriber):
         segments, _info = self._batched().transcribe(
             np.concatenate(clips), language="en", temperature=TEMPERATURE, beam_size=self.beam_size,
             max_new_tokens=max_tokens, without_timestamps=False, batch_size=len(clips),
+            word_timestamps=True, prepend_punctuations=WORD_PREPEND_PUNCTUATION,
+            append_punctuations=WORD_APPEND_PUNCTUATION,
             # The one-clip path (and openai-whisper) encodes " " + the prompt; the batched one encodes
             # the text as given. Without the space the prompt is other tokens, and a clip heard in a
             # batch and alone came out differently (30 of 60 clips in tests/bench/accuracy.py).
@@ -370,9 +431,26 @@ class FasterWhisper(Transcriber):
         found: list[list] = [[] for _ in clips]
         for segment in segments:
             found[clip_at_seek[segment.seek]].append(segment)
-        ends_s = bounds_n[1:] / SAMPLE_RATE
-        return [_window_decoded(pieces) if max((p.end for p in pieces), default=0.0) >= end_s - UNFINISHED_GAP_S
-                else None for pieces, end_s in zip(found, ends_s)]
+        starts_s, ends_s = bounds_n[:-1] / SAMPLE_RATE, bounds_n[1:] / SAMPLE_RATE
+        return [_window_decoded(pieces) if max((self._decoded_until_s(p, start_s) for p in pieces), default=0.0)
+                >= end_s - UNFINISHED_GAP_S else None for pieces, start_s, end_s in zip(found, starts_s, ends_s)]
+
+    def _decoded_until_s(self, segment, clip_start_s: float) -> float:
+        """Where a batched segment's decoding ended: its last timestamp token (its `end` is moved to its
+        last word's end once words are aligned). A segment with no timestamp ran to its window's end."""
+        first_timestamp = self.tokenizer.timestamp_begin
+        timestamps = [token - first_timestamp for token in segment.tokens if token >= first_timestamp]
+        if not timestamps or timestamps[-1] == 0:
+            return clip_start_s + WINDOW_S
+        return clip_start_s + timestamps[-1] * self.whisper_model.time_precision
+
+    @functools.cached_property
+    def tokenizer(self):
+        """faster-whisper's tokenizer for English transcription, as its decoding makes it."""
+        from faster_whisper.tokenizer import Tokenizer
+
+        model = self.whisper_model
+        return Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language="en")
 
     def _batched(self):
         from faster_whisper import BatchedInferencePipeline
@@ -382,10 +460,10 @@ class FasterWhisper(Transcriber):
         return self._pipeline
 
 
-def _decoded(segment) -> Decoded:
-    """A faster-whisper Segment as a Decoded."""
+def _decoded(segment, words=None) -> Decoded:
+    """A faster-whisper Segment as a Decoded, with its words (aligned after decoding, or the segment's)."""
     return Decoded(segment.text, segment.avg_logprob, segment.no_speech_prob, segment.compression_ratio,
-                   len(segment.tokens))
+                   len(segment.tokens), heard_words(segment.words if words is None else words))
 
 
 def _window_decoded(segments: list) -> list[Decoded]:

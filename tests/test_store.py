@@ -6,7 +6,7 @@ import pytest
 from app.storage.connect import connect
 from app.storage import audits as store
 from app.storage.schema import AUDIT_CHILD_TABLES
-from app.core.audit import AuditResult, Context, Finding, Issue, Message, Span
+from app.core.audit import AuditResult, Context, Finding, Issue, Message, Span, Word
 
 SUMMARY = {"speech_s": 9.0, "music_s": 51.0, "silence_s": 0.0, "promo_s": 9.0, "promo_share": 0.15,
            "findings": 1}
@@ -66,3 +66,19 @@ def test_same_name_in_another_folder_is_another_recording(db, tmp_path):
     store.save(db, audit_of(tmp_path / "a" / "hold.wav"))
     store.save(db, audit_of(tmp_path / "b" / "hold.wav"))
     assert db["audits"].count == 2
+
+
+def test_each_words_probability_is_stored_and_an_older_audit_has_none(db, tmp_path):
+    result = audit_of(tmp_path / "hold.wav")
+    heard = tuple(Word(text, 0.95) for text in result.messages[0].text.split())
+    result.messages[0].words = heard[:6] + (Word("S7", 0.234),) + heard[7:]
+    audit_id = store.save(db, result)
+    assert store.load(db, audit_id).messages[0].words == result.messages[0].words
+    assert store.load(db, audit_id).to_json() == result.to_json()
+    assert result.to_json()["messages"][0]["low_confidence_words"] == [
+        {"word": "S7", "position": 6, "probability": 0.234}]
+
+    db.execute("UPDATE audit_messages SET words = NULL")  # as every audit stored before migration 12
+    older = store.load(db, audit_id)
+    assert older.messages[0].words is None and older.messages[0].unsure_words() == []
+    assert older.to_json()["messages"][0]["low_confidence_words"] is None

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from rapidfuzz import fuzz
 
+from app.core.audit import LOW_CONFIDENCE_WORD, Message
 from audits.data import SAMPLE_RATE
 from audits.transcribe import Decoded, ModelError, hallucination, load_engine, normalise, shared_engine
 from tests.speech import speak
@@ -61,6 +62,37 @@ def test_engines_agree_on_the_same_audio(sentence_samples):
     assert fuzz.ratio(normalise(heard[0].text), normalise(heard[1].text)) >= 95
     assert heard[0].avg_logprob == pytest.approx(heard[1].avg_logprob, abs=0.05)
     assert heard[0].no_speech_prob == pytest.approx(heard[1].no_speech_prob, abs=0.05)
+    assert [word.text for word in heard[0].words] == [word.text for word in heard[1].words]
+    assert [word.probability for word in heard[0].words] == pytest.approx(
+        [word.probability for word in heard[1].words], abs=0.01)
+
+
+def unsure_words(transcript) -> list[str]:
+    """The words of a hearing the reports mark: under LOW_CONFIDENCE_WORD."""
+    heard = Message("m1", transcript.text, [0.0], [1.0], words=transcript.words)
+    return [word.text for _, word in heard.unsure_words()]
+
+
+def test_engine_hears_each_word_with_a_probability(engine, sentence_samples):
+    """The words of the text, each with how sure Whisper was of it: the words of the sentence it heard
+    right are not marked unsure (base hears "Upgrade" as "up, read", those it may mark)."""
+    transcript = engine.transcribe(sentence_samples)
+    assert " ".join(word.text for word in transcript.words) == transcript.text
+    assert all(0.0 <= word.probability <= 1.0 for word in transcript.words)
+    said = set(normalise(SENTENCE).split())
+    heard_right = [word.text for word in transcript.words if normalise(word.text) in said]
+    assert len(heard_right) >= 6, transcript.text
+    assert not set(heard_right) & set(unsure_words(transcript)), transcript.words
+
+
+def test_garbled_speech_has_words_marked_unsure(engine, sentence_samples):
+    """The sentence under white noise as loud as it (0 dB SNR): Whisper still writes a sentence, and
+    says it was unsure of its words."""
+    rms = np.sqrt(np.mean(sentence_samples ** 2))
+    noise = np.random.default_rng(7).standard_normal(len(sentence_samples)).astype(np.float32) * rms
+    transcript = engine.transcribe(sentence_samples + noise)
+    assert transcript.words, transcript.text
+    assert len(unsure_words(transcript)) >= len(transcript.words) / 2, transcript.words
 
 
 @pytest.mark.parametrize("kind", NON_SPEECH)
@@ -97,6 +129,9 @@ def test_batched_clips_hear_what_each_clip_hears_alone(sentence_samples):
         assert batched.avg_logprob == pytest.approx(single.avg_logprob, abs=1e-3)
         assert batched.no_speech_prob == pytest.approx(single.no_speech_prob, abs=1e-3)
         assert batched.compression_ratio == pytest.approx(single.compression_ratio, abs=1e-3)
+        assert [word.text for word in batched.words] == [word.text for word in single.words]
+        assert [word.probability for word in batched.words] == pytest.approx(
+            [word.probability for word in single.words], abs=2e-3)
     assert together[0].text == together[2].text == together[3].text == together[5].text == ""
     assert "galaxy s7" in normalise(together[1].text) and "galaxy" in normalise(together[6].text)
     assert normalise(together[4].text).count("galaxy") == 2  # both windows of the long clip
@@ -188,5 +223,10 @@ def test_a_clip_is_heard_the_same_in_a_batch_alone_and_with_another_thread_count
     assert len(together) >= 6 and all(heard.text for heard in together)
     for batched, single, threaded in zip(together, alone, other_threads):
         assert batched.text == single.text == threaded.text
+        # a word is marked unsure however the clip was decoded
+        assert [word.text for word in batched.words] == [word.text for word in single.words]
+        for other in (single, threaded):
+            assert [word.probability for word in batched.words] == pytest.approx(
+                [word.probability for word in other.words], abs=2e-3)
         assert batched.avg_logprob == pytest.approx(single.avg_logprob, abs=1e-3)
         assert batched.avg_logprob == pytest.approx(threaded.avg_logprob, abs=1e-3)

@@ -14,7 +14,13 @@ SpanKind = Literal["speech", "music", "silence"]
 Category = Literal["promo", "reassurance", "wait", "notice", "tip", "other"]
 Severity = Literal["low", "medium", "high"]
 
-__all__ = ["AuditResult", "Category", "Context", "Finding", "Issue", "Message", "Severity", "Span", "SpanKind"]
+__all__ = ["AuditResult", "Category", "Context", "Finding", "Issue", "LOW_CONFIDENCE_WORD", "Message", "Severity",
+           "Span", "SpanKind", "Word"]
+
+# A word Whisper gave a probability under this is marked in the reports and pages as one to check. On
+# the telephone-line clips of tests/bench/word_confidence.py (Whisper base), it marks 55 % of the misheard
+# words and 17 % of the right ones: a marked word was misheard 58 % of the time, any word 30 %.
+LOW_CONFIDENCE_WORD = 0.5
 
 
 @dataclass
@@ -48,6 +54,14 @@ class Context:
         )
 
 
+@dataclass(frozen=True)
+class Word:
+    """One word of a transcript as Whisper heard it: its text with the punctuation that follows or
+    precedes it ("S7,"), and how sure Whisper was of it (0-1: its tokens' mean probability)."""
+    text: str
+    probability: float
+
+
 @dataclass
 class Message:
     """One distinct recorded message and every time it was played."""
@@ -59,6 +73,12 @@ class Message:
     products: list[str] = field(default_factory=list)
     cue: str = ""  # why it got its category, e.g. 'sells: "upgrade", "brand new"'
     avg_logprob: float | None = None  # how sure Whisper was of `text` (mean token log-probability); None: not known
+    words: tuple[Word, ...] | None = None  # the words of `text` with their probabilities; None: not known
+
+    def unsure_words(self) -> list[tuple[int, Word]]:
+        """(position in text.split(), word) of each word heard with a probability under LOW_CONFIDENCE_WORD."""
+        return [(position, word) for position, word in enumerate(words_of(self.text, self.words or ()))
+                if word is not None and word.probability < LOW_CONFIDENCE_WORD]
 
     @property
     def plays(self) -> int:
@@ -67,6 +87,46 @@ class Message:
     @property
     def played_s(self) -> float:
         return sum(end - start for start, end in zip(self.play_times_s, self.play_ends_s))
+
+
+def words_as_pairs(words) -> list[list]:
+    """Words as stored (JSON in audit_messages.words and the library's hearings): [["S7,", 0.93], ...]."""
+    return [[word.text, word.probability] for word in words]
+
+
+def words_from_pairs(pairs) -> tuple[Word, ...]:
+    return tuple(Word(text, probability) for text, probability in pairs)
+
+
+def words_of(text: str, words) -> list[Word | None]:
+    """The Whisper word behind each word of text.split(), in order (None where none is). Whisper may
+    hear one written word as several ("network" "-out"): they stand for it with the lowest probability
+    among them. The text may lack a sound annotation the words had, so a word is looked for ahead."""
+    words = list(words)
+    found: list[Word | None] = []
+    ahead = 0
+    for token in text.split():
+        span = _spelled_at(token, words, ahead)
+        if span is None:
+            found.append(None)
+            continue
+        first, ahead = span
+        found.append(words[first] if ahead == first + 1 else
+                     Word(token, min(word.probability for word in words[first:ahead])))
+    return found
+
+
+def _spelled_at(token: str, words: list[Word], ahead: int) -> tuple[int, int] | None:
+    """The first (first, last) from `ahead` on where words[first:last] joined spell `token`, or None."""
+    for first in range(ahead, len(words)):
+        joined = ""
+        for last in range(first, len(words)):
+            joined += words[last].text
+            if joined == token:
+                return first, last + 1
+            if not token.startswith(joined):
+                break
+    return None
 
 
 @dataclass
@@ -90,14 +150,18 @@ class AuditResult:
     context: Context = field(default_factory=Context)
 
     def to_json(self) -> dict:
-        """The report's JSON contract (issue #4): exactly these keys."""
+        """The report's JSON contract (issue #4): exactly these keys (`low_confidence_words` added by
+        issue #14: the words under LOW_CONFIDENCE_WORD, null when the audit did not keep words)."""
         return {
             "recording": self.recording,
             "duration_s": round(self.duration_s, 2),
             "segments": [{"start_s": round(s.start_s, 2), "end_s": round(s.end_s, 2), "kind": s.kind}
                          for s in self.segments],
             "messages": [{"id": m.id, "category": m.category, "text": m.text, "plays": m.plays,
-                          "play_times_s": [round(t, 2) for t in m.play_times_s], "products": m.products}
+                          "play_times_s": [round(t, 2) for t in m.play_times_s], "products": m.products,
+                          "low_confidence_words": None if m.words is None else [
+                              {"word": word.text, "position": position, "probability": word.probability}
+                              for position, word in m.unsure_words()]}
                          for m in self.messages],
             "findings": [asdict(f) | {"at_s": [round(t, 2) for t in f.at_s]} for f in self.findings],
             "summary": self.summary,

@@ -4,7 +4,8 @@ audits           one row per audited recording: `recording` as it was given, `pa
                  absolute file (re-auditing a file, however it is named, replaces its rows)
 audit_segments   speech / music / silence spans
 audit_messages   distinct messages with category, products, transcript (full-text indexed) and
-                 how sure Whisper was of it (avg_logprob)
+                 how sure Whisper was of it (avg_logprob) and of each word (words: JSON
+                 [["S7,", 0.93], ...]; NULL for audits stored before they were kept)
 audit_plays      every play of every message
 audit_findings   rule hits with evidence
 
@@ -15,7 +16,7 @@ import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
-from app.core.audit import AuditResult, Context, Finding, Message, Span
+from app.core.audit import AuditResult, Context, Finding, Message, Span, words_as_pairs, words_from_pairs
 from app.core.times import format_utc
 from app.storage.connect import transaction
 from app.storage.schema import AUDIT_CHILD_TABLES
@@ -44,7 +45,8 @@ def save(db, result: AuditResult, *, sha256: str = "", call_sid: str | None = No
         db["audit_messages"].insert_all(
             {"audit_id": audit_id, "message_id": m.id, "category": m.category, "text": m.text,
              "plays": m.plays, "products": json.dumps(m.products), "cue": m.cue, "position": n,
-             "avg_logprob": m.avg_logprob}
+             "avg_logprob": m.avg_logprob,
+             "words": None if m.words is None else json.dumps(words_as_pairs(m.words), ensure_ascii=False)}
             for n, m in enumerate(result.messages))
         db["audit_plays"].insert_all(
             {"audit_id": audit_id, "message_id": m.id, "start_s": start, "end_s": end}
@@ -83,7 +85,8 @@ def load(db, audit_id: int) -> AuditResult | None:
                         play_times_s=[start for start, _ in plays.get(r["message_id"], [])],
                         play_ends_s=[end for _, end in plays.get(r["message_id"], [])],
                         category=r["category"], products=json.loads(r["products"] or "[]"),
-                        cue=r["cue"] or "", avg_logprob=r["avg_logprob"])
+                        cue=r["cue"] or "", avg_logprob=r["avg_logprob"],
+                        words=None if r["words"] is None else words_from_pairs(json.loads(r["words"])))
                 for r in db.query("select * from audit_messages where audit_id = ? order by position",
                                   [audit_id])]
     findings = [Finding(rule=r["rule"], severity=r["severity"], message_id=r["message_id"],

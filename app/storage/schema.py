@@ -132,6 +132,7 @@ MIGRATIONS = [
     (9, "one play-log index for a call's plays and its wait requests", _one_call_index),
     (10, "the wait announcement's kind is wait", _one_wait_name),
     (11, "transcript confidence of audit messages", _add_later_columns),
+    (12, "word probabilities of audit messages", _add_later_columns),
 ]
 
 

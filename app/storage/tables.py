@@ -83,7 +83,7 @@ TABLES = {
     ),
     "audit_messages": (
         {"audit_id": int, "message_id": str, "category": str, "text": str, "plays": int,
-         "products": str, "cue": str, "position": int, "avg_logprob": float},
+         "products": str, "cue": str, "position": int, "avg_logprob": float, "words": str},
         {"pk": ("audit_id", "message_id"), "foreign_keys": [("audit_id", "audits", "id")]},
     ),
     "audit_plays": (
@@ -128,6 +128,7 @@ LATER_COLUMNS = [
     ("product_aliases", "position", int, None),
     ("audit_messages", "position", int, None),
     ("audit_messages", "avg_logprob", float, None),  # how sure Whisper was of the text; NULL: not known
+    ("audit_messages", "words", str, None),  # JSON [["S7,", 0.93], ...]: each word's probability; NULL: not known
 ]
 ORDERED_TABLES = ("queues", "segments", "product_aliases", "audit_messages")
 
