@@ -45,7 +45,7 @@ CUES: dict[Category, list[tuple[str, int]]] = {
         (r"\btrade ins?\b|\btrad(e|es|ing)( in)? your old\b", 2),
         (r"\bdeals?\b", 1), (r"\bplans?\b", 1), (r"\bcards?\b", 1), (r"\bloans?\b", 1),
         (r"\bsav(e|es|ed|ing)\b", 1), (r"\bnew\b", 1), (r"\bper month\b|\ba month\b", 1), (r"\brewards?\b", 1),
-        (r"\bfor (only|just)\b", 1),
+        (r"\bfor (only|just)\b", 1), (r"\byour old (phone|device|handset)s?\b", 1),
     ],
     "notice": [
         (r"\boutages?\b", 2), (r"\bservice (disruption|interruption)s?\b", 2), (r"\bweather\b", 2),
@@ -86,11 +86,13 @@ NOT_PRODUCTS = {"i", "a", "an", "the", "our", "your", "you", "we", "ask", "get",
                 "friday", "saturday", "sunday", "pm", "am", "us"}
 # ...nor end them: "Fiber One Gig Home Internet" is sold as Fiber One Gig, but "Home Protection Plan" is a name.
 NOT_LAST_IN_PRODUCTS = NOT_PRODUCTS | {"home"}
-# A product name after "new", "the" or "to": a capitalised word, then capitalised words or numbers
-# (Galaxy S7, Fiber One Gig, iPhone 15).
+# A product name after "new", "the", "our" or "switch to" (not any "to": base heard "repairs to every device"
+# as "repairs to En-Reven-Mitzen"): a capitalised word, then capitalised words or numbers (Galaxy S7, Fiber
+# One Gig, iPhone 15).
 _NAME_WORD = r"(?:[A-Z][\w+-]*|[a-z]+[A-Z][\w+-]*)"
 _PRODUCT_WORD = rf"(?:{_NAME_WORD}|\d[\w+-]*)"
-PRODUCT_PHRASE = re.compile(rf"\b(?:new|the|to|our)\s+({_NAME_WORD}(?:\s+{_PRODUCT_WORD}){{0,3}})")
+PRODUCT_PHRASE = re.compile(
+    rf"\b(?i:new|the|our|(?:switch|upgrade|move|go) to)\s+({_NAME_WORD}(?:\s+{_PRODUCT_WORD}){{0,3}})")
 # Whisper often writes a service's name in lower case ("the home protection plan"): after "new", "the" or
 # "our", two or three words and then the kind of thing a hold line sells. One word before the kind is
 # too often an adjective ("the right plan") to be taken for a name.
@@ -179,7 +181,7 @@ def extract_products(text: str, known_products=(), also_heard=(), found=()) -> l
 
 def names_in_text(text: str) -> list[str]:
     """What reads as a product's name in a transcript, whether or not anyone knows it: a capitalised name
-    after "new", "the", "to" or "our" ("the new iPhone 15", "switch to Fiber One Gig"), or words naming
+    after "new", "the", "our" or "switch to" ("the new iPhone 15", "switch to Fiber One Gig"), or words naming
     a kind of product after "new", "the" or "our" ("the home protection plan", shown "Home Protection Plan")."""
     names = []
     for match in PRODUCT_PHRASE.finditer(text):
