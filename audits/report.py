@@ -21,7 +21,7 @@ from pathlib import PurePath
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from app.core.audit import AuditResult
+from app.core.audit import LOW_CONFIDENCE_WORD, AuditResult
 from audits.classify import mentions
 from audits.messages import normalise
 from audits.pipeline import LOW_CONFIDENCE_LOGPROB
@@ -119,8 +119,24 @@ def confidence_note(message) -> str:
 
 
 def text_shown(message) -> str:
-    """The transcript, marked when Whisper was unsure of it."""
-    return f"{message.text} ({confidence_note(message)})" if unsure(message) else message.text
+    """The transcript as Markdown shows it: each word Whisper was unsure of in italics with "(?)" after it
+    (`_fan_ (?)`), the whole marked when Whisper was unsure of it."""
+    unsure_at = {position for position, _ in message.unsure_words()}
+    text = " ".join(f"_{word}_ (?)" if position in unsure_at else word
+                    for position, word in enumerate(message.text.split()))
+    return f"{text} ({confidence_note(message)})" if unsure(message) else text
+
+
+def percent(probability: float) -> str:
+    return f"{round(probability * 100)} %"
+
+
+# Under the messages when a word is marked: what the mark means.
+UNSURE_WORDS_LEGEND = f"Whisper was less than {percent(LOW_CONFIDENCE_WORD)} sure of the word"
+
+
+def any_unsure_words(messages) -> bool:
+    return any(message.unsure_words() for message in messages)
 
 
 @dataclass(frozen=True)
@@ -160,27 +176,36 @@ def product_heard(text: str, product: str) -> ProductHeard:
 
 
 def marked_text(message) -> Markup:
-    """The transcript as HTML for the report and the pages: each misheard product name in
-    <mark class="heard-as">, the whole in <span class="low-confidence"> with its note when Whisper was
-    unsure of it. Everything from the recording is escaped."""
-    words = message.text.split()
+    """The transcript as HTML for the report and the pages: each word Whisper was unsure of in
+    <mark class="unsure"> saying how sure, each misheard product name in <mark class="heard-as">, the
+    whole in <span class="low-confidence"> with its note when Whisper was unsure of it. Everything from
+    the recording is escaped."""
+    unsure_at = dict(message.unsure_words())
+    words = [_word_html(word, unsure_at.get(position)) for position, word in enumerate(message.text.split())]
     starts = {heard.words[0]: heard for heard in products_heard(message) if heard.words is not None}
     pieces, index = [], 0
     while index < len(words):
         heard = starts.get(index)
         if heard is None:
-            pieces.append(escape(words[index]))
+            pieces.append(words[index])
             index += 1
             continue
         first, last = heard.words
         pieces.append(f'<mark class="heard-as" title="heard as {escape(heard.product)}">'
-                      f'{escape(" ".join(words[first:last]))}</mark>')
+                      f'{" ".join(words[first:last])}</mark>')
         index = last
     text = " ".join(pieces) or "(no usable transcript)"
     if not unsure(message):
         return Markup(text)
     return Markup(f'<span class="low-confidence">{text}</span> '
                   f'<span class="confidence-note">({escape(confidence_note(message))})</span>')
+
+
+def _word_html(text: str, unsure_word) -> str:
+    if unsure_word is None:
+        return escape(text)
+    return (f'<mark class="unsure" title="heard with {percent(unsure_word.probability)} confidence">'
+            f'{escape(text)}</mark>')
 
 
 TIMELINE_HEADERS = ["From", "To", "What", "Message"]
@@ -286,6 +311,8 @@ def _md_recording(result: AuditResult, level: str) -> str:
                  "no long dead air.")
     parts += ["", f"{level}# Messages", ""]
     parts.append(_md_table(MESSAGE_HEADERS, message_rows(result)) if result.messages else "No speech was heard.")
+    if any_unsure_words(result.messages):
+        parts += ["", f"_word_ (?): {UNSURE_WORDS_LEGEND}."]
     parts += ["", f"{level}# Timeline", "", "```", timeline_strip(result), "```", "",
               _md_table(TIMELINE_HEADERS, timeline_rows(result)), ""]
     return "\n".join(parts)
@@ -321,6 +348,7 @@ def _html_recording(result: AuditResult, anchor: str) -> dict:
             # the text column as HTML: misheard names and unsure transcripts marked as on the pages
             "messages": [row[:-1] + [marked_text(message)]
                          for row, message in zip(message_rows(result), result.messages)],
+            "unsure_words": any_unsure_words(result.messages),
             "strip": timeline_strip(result), "timeline_rows": timeline_rows(result)}
 
 
@@ -330,4 +358,5 @@ def render_html(results: list[AuditResult], batch: bool, failures=()) -> str:
     return TEMPLATES.get_template("report.html").render(
         title=title, batch=batch, audits=audits, batch_rows=batch_rows(results), failures=list(failures),
         stylesheet=Markup(STYLESHEET), generated=_generated(), finding_headers=FINDING_HEADERS,
-        message_headers=MESSAGE_HEADERS, timeline_headers=TIMELINE_HEADERS, batch_headers=BATCH_HEADERS)
+        message_headers=MESSAGE_HEADERS, timeline_headers=TIMELINE_HEADERS, batch_headers=BATCH_HEADERS,
+        unsure_words_legend=UNSURE_WORDS_LEGEND)

@@ -11,7 +11,7 @@ from werkzeug.serving import make_server
 from app import create_app
 from app.storage.connect import connect
 from app.storage import audits as store
-from app.core.audit import AuditResult, Context, Finding, Issue, Message, Span
+from app.core.audit import AuditResult, Context, Finding, Issue, Message, Span, Word
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -159,3 +159,24 @@ def test_audit_page_in_chromium_marks_what_whisper_was_unsure_of(live_server, br
     assert "low confidence: avg log-probability -0.80" in message.inner_text()
     assert "heard 'Galaxy S fan' → Galaxy S7" in message.locator("p.products").inner_text()
     assert page.locator("ol.transcript mark.heard-as").count() == 2  # both plays
+
+
+def test_audit_page_in_chromium_marks_each_word_whisper_was_unsure_of(live_server, browser, db_path, tmp_path):
+    result = hold_audit(hold_wav(tmp_path / "hold.wav"))
+    (promo,) = result.messages
+    promo.words = tuple(Word(word, 0.234 if word == "brand" else 0.96) for word in promo.text.split())
+    db = connect(db_path)
+    audit_id = store.save(db, result, now=datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc))
+    db.conn.close()
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{live_server}/audits/{audit_id}")
+    unsure = page.locator("#message-m1 mark.unsure")
+    assert unsure.is_visible() and unsure.inner_text() == "brand"
+    assert unsure.get_attribute("title") == "heard with 23 % confidence"
+    # the shared stylesheet: boxed with dashes and in italics, not highlighted like a misheard name
+    assert unsure.evaluate("e => getComputedStyle(e).outlineStyle") == "dashed"
+    assert unsure.evaluate("e => getComputedStyle(e).fontStyle") == "italic"
+    assert unsure.evaluate("e => getComputedStyle(e).backgroundColor") == "rgba(0, 0, 0, 0)"
+    assert page.locator("ol.transcript mark.unsure").count() == 2  # both plays
+    assert "less than 50 % sure of the word" in page.locator("#messages-heading + p.hint").inner_text()

@@ -13,7 +13,7 @@ from app.storage.catalog import save_catalog
 from app.core.policy import Caller, CallSoFar, Decision, Issue, Play, QueueData, decide
 from app.core.times import format_utc
 from app.storage import audits as store
-from app.core.audit import AuditResult, Context, Finding, Issue as AuditIssue, Message, Span
+from app.core.audit import AuditResult, Context, Finding, Issue as AuditIssue, Message, Span, Word
 
 DEMO_FLOW = Path(__file__).resolve().parents[1] / "app" / "demo_data" / "flows.toml"
 HOSTILE = '<script>alert("owned")</script>'
@@ -301,6 +301,24 @@ def test_an_audit_stored_before_confidence_was_kept_shows_no_marks(client, db, t
     page = client.get(f"/audits/{save_audit(db, result)}").text
     assert "low-confidence" not in page and "heard-as" not in page
     assert "Products: Galaxy S7</p>" in page
+
+
+def test_audit_page_marks_each_word_whisper_was_unsure_of_and_an_older_audit_none(client, db, tmp_path):
+    result = audit_result(str(tmp_path / "hold.wav"), promo_text="Upgrade to the brand new Galaxy <S7> today.")
+    promo = result.messages[1]
+    promo.words = tuple(Word(word, 0.081 if word == "<S7>" else 0.97) for word in promo.text.split())
+    audit_id = save_audit(db, result)
+    page = client.get(f"/audits/{audit_id}").text
+    message = page[page.index('id="message-m1"'):]
+    message = message[:message.index("</article>")]
+    assert '<mark class="unsure" title="heard with 8 % confidence">&lt;S7&gt;</mark>' in message
+    assert "Whisper was less than 50 % sure of the word (hover over it for how sure)" in page
+    transcript = page[page.index('<ol class="transcript">'):]
+    assert transcript.count('<mark class="unsure"') == 3  # every play of the promo
+
+    db.execute("UPDATE audit_messages SET words = NULL")  # as every audit stored before migration 12
+    page = client.get(f"/audits/{audit_id}").text
+    assert 'class="unsure"' not in page and "Whisper was less than" not in page
 
 
 def test_hostile_transcript_and_path_are_escaped(client, db, tmp_path):

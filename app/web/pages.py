@@ -39,7 +39,7 @@ from app.storage.connect import DatabaseMissing, one_line
 from app.storage.crm import customer_names, open_issue_summaries, suppression_rows
 from app.web.db import get_db
 from app.web.simulate import AdhocCaller, SimulateError, simulate_call
-from audits.report import marked_text, products_heard
+from audits.report import UNSURE_WORDS_LEGEND, any_unsure_words, marked_text, products_heard
 from audits.timeline import format_mmss, timeline_svg
 
 bp = Blueprint("reports", __name__)
@@ -320,7 +320,8 @@ def audit_page(audit_id: int):
         "pages/audit.html", audit=audit, result=result,
         timeline=Markup(timeline_svg(result)),  # timeline_svg escapes every text it draws
         has_audio=recording_file(audit["path"]) is not None,
-        transcript=transcript_lines(result), plays=playlog.call_plays(db, audit["call_sid"]))
+        transcript=transcript_lines(result), plays=playlog.call_plays(db, audit["call_sid"]),
+        unsure_words_legend=UNSURE_WORDS_LEGEND if any_unsure_words(result.messages) else "")
 
 
 @bp.route("/audits/<int:audit_id>/audio")
