@@ -100,6 +100,10 @@ UNFINISHED_GAP_S = 1.0
 # word beside it, as both engines do by default.
 WORD_PREPEND_PUNCTUATION = "\"'“¿([{-"
 WORD_APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
+# A word's probability is kept to this many decimal places: a reader is shown whole percents, and the
+# same clip decoded in another batch or with other threads differs from the 5th place on (float32),
+# which more places would now and then carry into a report that must equal an earlier one's.
+WORD_PROBABILITY_PLACES = 2
 
 
 def token_limit(duration_s: float) -> int:
@@ -244,12 +248,12 @@ def combine(decoded: list[Decoded], start_s: float, end_s: float) -> Transcript:
 
 def heard_words(aligned) -> tuple[Word, ...]:
     """Words as both engines align them ({"word": " S7,", "probability": 0.93, ...} or faster-whisper's
-    Word) as Words; probabilities to 3 places, which is all a reader is shown."""
+    Word) as Words, probabilities to WORD_PROBABILITY_PLACES."""
     def pair(word):
         return (word["word"], word["probability"]) if isinstance(word, dict) else (word.word, word.probability)
 
-    return tuple(Word(text.strip(), round(float(probability), 3)) for text, probability in map(pair, aligned or ())
-                 if text.strip())
+    return tuple(Word(text.strip(), round(float(probability), WORD_PROBABILITY_PLACES))
+                 for text, probability in map(pair, aligned or ()) if text.strip())
 
 
 class Transcriber:

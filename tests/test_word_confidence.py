@@ -30,7 +30,8 @@ def test_the_library_keeps_each_hearings_words_and_reads_entries_stored_without_
     row = library.entry_row(entry([Transcript(0.0, 0.0, "Upgrade to S7,", -0.5, 0.02, 1.1, words)]))
     assert library.entry_from_row(row).hearings[0].words == words
 
-    older = [{key: value for key, value in hearing.items() if key != "words"} for hearing in json.loads(row["hearings"])]
+    older = [{key: value for key, value in hearing.items() if key != "words"}
+             for hearing in json.loads(row["hearings"])]
     hearing = library.entry_from_row(row | {"hearings": json.dumps(older)}).hearings[0]
     assert (hearing.text, hearing.words) == ("Upgrade to S7,", ())  # no words: none marked
 
