@@ -8,7 +8,7 @@ audits.batch, and is kept for the whole batch. It does the workers' part of audi
 phases: it surveys recordings (decode, segment, fingerprint), then hears the clips this process
 chose, from the recording decoded again. This process reads the recording and sends its bytes with
 each work, so the workers need no shared filesystem, only holdguard and its bundled model installed;
-each worker keeps one recording in flight, so only as many recordings as there are workers are in
+each worker has at most IN_FLIGHT_PER_WORKER recordings in flight, so only that many per worker are in
 memory. Results come back as plain Outcomes; audits.batch matches recordings against the message
 library, finishes their audits and stores them here, in the order given, as for its own workers, so
 the reports and rows are those of one process. A work that fails in Ray (its worker died, its object
@@ -35,6 +35,10 @@ from audits.batch import (Outcome, Progress, cpu_count, one_line_error, start_wo
 
 LOCAL = "local"  # Ray's own name for "start a new local instance"
 MAX_ATTEMPTS = 3  # a recording whose task failed this often in Ray is reported, not tried again
+# Works sent to a worker before it finishes the one in hand: the next recording's bytes travel while it
+# works, so it never waits for this process. With one, the 100-recording fleet bench left a fifth of
+# the CPU idle and took 1.35x the process pool's time.
+IN_FLIGHT_PER_WORKER = 2
 CONNECT_TIMEOUT_S = 5.0
 
 
@@ -136,41 +140,54 @@ class RayRunner:
         from ray.exceptions import RayActorError, RayError
 
         progress = progress or Progress()
-        idle = self._workers(engine, model, len(works))
+        load = {worker: 0 for worker in self._workers(engine, model, len(works))}  # works in flight each
         waiting, running, failed_attempts = deque(works), {}, {}
-        while waiting or running:
-            while waiting and idle:
-                work = waiting.popleft()
-                try:
-                    data = work.path.read_bytes()
-                except OSError as error:
-                    yield Outcome(work.index, work.path, error=one_line_error(work.path, error))
+        try:
+            while waiting or running:
+                for worker in list(load):
+                    while waiting and load[worker] < IN_FLIGHT_PER_WORKER:
+                        work = waiting.popleft()
+                        try:
+                            data = work.path.read_bytes()
+                        except OSError as error:
+                            yield Outcome(work.index, work.path, error=one_line_error(work.path, error))
+                            continue
+                        running[worker.audit.remote(work, data)] = (work, worker)
+                        load[worker] += 1
+                if not running:
                     continue
-                worker = idle.pop()
-                running[worker.audit.remote(work, data)] = (work, worker)
-            if not running:
-                continue
-            [done], _ = ray.wait(list(running), num_returns=1)
-            work, worker = running.pop(done)
-            try:
-                outcome = ray.get(done)
-            except RayError as error:
-                if isinstance(error, RayActorError):  # the worker died with this recording in flight
-                    ray.kill(worker)
-                    worker, what = self._new_worker(), "its Ray worker died"
-                else:
-                    what = f"its Ray task failed ({type(error).__name__})"
-                idle.append(worker)
-                failed_attempts[work.index] = failed_attempts.get(work.index, 0) + 1
-                if failed_attempts[work.index] < MAX_ATTEMPTS:
-                    progress.write(f"{work.path}: {what}: auditing it again", file=sys.stderr)
-                    waiting.appendleft(work)
-                else:
-                    yield Outcome(work.index, work.path, error=f"{work.path}: {what}, "
-                                                               f"{MAX_ATTEMPTS} times: not audited")
-                continue
-            idle.append(worker)
-            yield outcome
+                [done], _ = ray.wait(list(running), num_returns=1)
+                work, worker = running.pop(done)
+                try:
+                    outcome = ray.get(done)
+                except RayError as error:
+                    if isinstance(error, RayActorError):  # the worker died with this recording in flight
+                        self._replace(load, worker)
+                        what = "its Ray worker died"
+                    else:
+                        load[worker] -= 1
+                        what = f"its Ray task failed ({type(error).__name__})"
+                    failed_attempts[work.index] = failed_attempts.get(work.index, 0) + 1
+                    if failed_attempts[work.index] < MAX_ATTEMPTS:
+                        progress.write(f"{work.path}: {what}: auditing it again", file=sys.stderr)
+                        waiting.appendleft(work)
+                    else:
+                        yield Outcome(work.index, work.path, error=f"{work.path}: {what}, "
+                                                                   f"{MAX_ATTEMPTS} times: not audited")
+                    continue
+                load[worker] -= 1
+                yield outcome
+        finally:
+            self._idle = list(load)  # kept for the batch's next call (its hearings)
+
+    def _replace(self, load: dict, dead) -> None:
+        """A new worker in place of a dead one (once: its other works in flight fail too)."""
+        import ray
+
+        if dead in load:
+            ray.kill(dead)
+            del load[dead]
+            load[self._new_worker()] = 0
 
     def _workers(self, engine: str, model: str, n_works: int) -> list:
         """The batch's idle worker actors, started at the first call: one per work, at most `jobs` and

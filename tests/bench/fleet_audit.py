@@ -1,6 +1,7 @@
 """Fleet audit: the message library cold and warm against today's per-recording audit, on one flow's recordings.
 
-    python tests/bench/fleet_audit.py [--recordings 8] [--minutes 4 11] [--jobs 2] [--skip-ray] [--cache-dir DIR]
+    python tests/bench/fleet_audit.py [--recordings 8] [--minutes 4 11] [--jobs 2] [--skip-ray] [--runs pool,ray]
+                                      [--cache-dir DIR]
     python tests/bench/fleet_audit.py --issue-size     # issue #12's fleet: 100 recordings of 5-45 minutes
 
 Generates (or reuses, from the cache dir) holds of the demo flow with sample_audio/generate.py, 8 kHz
@@ -269,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"{ISSUE_SIZE['minutes'][0]}-{ISSUE_SIZE['minutes'][1]} minutes")
     parser.add_argument("--jobs", type=int, default=2, help="workers of the pool and Ray runs (default 2)")
     parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument("--runs", default=",".join(RUNS), help=f"which runs, of {','.join(RUNS)} (default all)")
     parser.add_argument("--generate-only", action="store_true", help="make the recordings, audit nothing")
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "holdguard-bench-fleet")
     parser.add_argument("--child", nargs=3, metavar=("RUN", "LIST", "DB"), help=argparse.SUPPRESS)
@@ -300,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         list_file = Path(folder) / "recordings.json"
         list_file.write_text(json.dumps({"fleet": [str(p) for p, _ in fleet], "warmup": [str(p) for p, _ in warmup]}))
-        for run_name in RUNS:
+        for run_name in args.runs.split(","):
             if run_name == "ray" and args.skip_ray:
                 continue
             runs.append(run_child(run_name, list_file, Path(folder) / f"{run_name}.db", args.jobs))
