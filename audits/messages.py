@@ -179,7 +179,9 @@ def _message(message_id: str, members: list[tuple[Transcript, str]]) -> Message:
     return Message(id=message_id, text=text,
                    play_times_s=[t.start_s for t, _ in members],
                    play_ends_s=[t.end_s for t, _ in members],
-                   avg_logprob=heard.avg_logprob, words=heard.words)
+                   avg_logprob=heard.avg_logprob,
+                   # a text with no words: heard before words were kept (an older library entry), not known
+                   words=heard.words if heard.words or not text else None)
 
 
 def representative_text(members: list[tuple[Transcript, str]]) -> str:

@@ -46,7 +46,7 @@ def test_json_is_exactly_the_contract(result):
     assert report["segments"][0] == {"start_s": 0.0, "end_s": 50.0, "kind": "music"}
     assert report["messages"][0] == {"id": "m1", "category": "promo", "text": GALAXY, "plays": 5,
                                      "play_times_s": [50.0, 170.0, 270.0, 390.0, 450.0], "products": ["Galaxy S7"],
-                                     "low_confidence_words": []}  # issue #14's, added: no words heard unsure
+                                     "low_confidence_words": None}  # issue #14's, added: these texts have no words
     assert [f["rule"] for f in report["findings"]] == [
         "repeated_promo", "promo_during_open_issue", "promo_for_owned_product", "long_silence"]
     first = report["findings"][0]

@@ -1,16 +1,18 @@
 """Each word's probability (issue #14) is kept where the transcript is: in the message library, so a
 warm audit marks the words a cold one marked, and in the stored audit, so a page rendered later does."""
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from app.core.audit import Word
+from app.core.audit import Span, Word
 from app.storage import audits as audit_store
 from app.storage.schema import open_database
 from audits import fingerprint, library
 from audits.batch import audit_batch
 from audits.data import Transcript
+from audits.pipeline import analyse
 from audits.report import marked_text
 from audits.transcribe import shared_engine
 from tests.audio_fixtures import make_hold
@@ -33,7 +35,10 @@ def test_the_library_keeps_each_hearings_words_and_reads_entries_stored_without_
     older = [{key: value for key, value in hearing.items() if key != "words"}
              for hearing in json.loads(row["hearings"])]
     hearing = library.entry_from_row(row | {"hearings": json.dumps(older)}).hearings[0]
-    assert (hearing.text, hearing.words) == ("Upgrade to S7,", ())  # no words: none marked
+    assert (hearing.text, hearing.words) == ("Upgrade to S7,", ())
+    # an audit taking that hearing does not know its words: none marked, and JSON null, not "none unsure"
+    result = analyse("hold.wav", 60.0, [Span(0.0, 8.0, "speech")], [replace(hearing, end_s=8.0)])
+    assert result.messages[0].words is None and result.to_json()["messages"][0]["low_confidence_words"] is None
 
 
 @pytest.mark.slow
