@@ -147,6 +147,12 @@ def threads_per_worker(jobs: int) -> int:
     return DECODER_THREADS
 
 
+def thread_limits(threads: int) -> dict[str, str]:
+    """The environment that caps a worker's numeric libraries at `threads`; it must be set before any
+    of them loads (start_worker does it first; Ray sets it when it starts the worker process)."""
+    return {variable: str(threads) for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
 def one_line_error(path: Path, error: Exception) -> str:
     """An exception as one line naming the file: AudioError and ContextError already are one."""
     from audits.audio import AudioError
@@ -423,8 +429,7 @@ def start_worker(engine: str, model: str, threads: int) -> None:
     """Worker initializer: thread limits before any numeric library loads, then the model, loading in
     the background while the worker surveys (a model that fails to load fails each Hear, in one line)."""
     global _worker_transcriber
-    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[variable] = str(threads)
+    os.environ.update(thread_limits(threads))
     _worker_transcriber = LoadingEngine(engine, model, threads)
 
 

@@ -30,8 +30,8 @@ from collections import deque
 from dataclasses import replace
 from pathlib import Path
 
-from audits.batch import (Outcome, Progress, cpu_count, one_line_error, start_worker, threads_per_worker,
-                          work_in_worker)
+from audits.batch import (Outcome, Progress, cpu_count, one_line_error, start_worker, thread_limits,
+                          threads_per_worker, work_in_worker)
 
 LOCAL = "local"  # Ray's own name for "start a new local instance"
 MAX_ATTEMPTS = 3  # a recording whose task failed this often in Ray is reported, not tried again
@@ -200,11 +200,9 @@ class RayRunner:
             prepare_model(engine, model)  # a local Ray converts the checkpoint once, here
             n_actors = max(1, min(self.jobs or self.cpus, self.cpus, n_works))
             threads = threads_per_worker(n_actors)
-            thread_limits = {variable: str(threads) for variable in
-                             ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
             # Set when the worker process starts, before Ray or numpy load a numeric library.
             worker_class = ray.remote(AuditWorker).options(num_cpus=1, max_restarts=0,
-                                                           runtime_env={"env_vars": thread_limits})
+                                                           runtime_env={"env_vars": thread_limits(threads)})
             self._new_worker = lambda: worker_class.remote(engine, model, threads)
             self._idle = [self._new_worker() for _ in range(n_actors)]
         return self._idle
