@@ -84,14 +84,18 @@ def browser():
         chromium.close()
 
 
-def test_audit_page_in_chromium_seeks_the_player(live_server, browser, db_path, tmp_path):
+def open_audit_page(live_server, browser, db_path, result: AuditResult):
+    """The /audits/<id> page of `result`, stored as audited on 2026-11-20, in a new browser page."""
     db = connect(db_path)
-    audit_id = store.save(db, hold_audit(hold_wav(tmp_path / "hold.wav")),
-                          now=datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc))
+    audit_id = store.save(db, result, now=datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc))
     db.conn.close()
-
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(f"{live_server}/audits/{audit_id}")
+    return page
+
+
+def test_audit_page_in_chromium_seeks_the_player(live_server, browser, db_path, tmp_path):
+    page = open_audit_page(live_server, browser, db_path, hold_audit(hold_wav(tmp_path / "hold.wav")))
 
     timeline = page.locator("svg.timeline")
     assert timeline.is_visible()
@@ -141,12 +145,7 @@ def test_audit_page_in_chromium_marks_what_whisper_was_unsure_of(live_server, br
     result = hold_audit(hold_wav(tmp_path / "hold.wav"))
     (promo,) = result.messages
     promo.text, promo.avg_logprob = "Up, brainstorm a brand new Galaxy S fan with today.", -0.8
-    db = connect(db_path)
-    audit_id = store.save(db, result, now=datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc))
-    db.conn.close()
-
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(f"{live_server}/audits/{audit_id}")
+    page = open_audit_page(live_server, browser, db_path, result)
     message = page.locator("#message-m1")
     heard = message.locator("mark.heard-as")
     assert heard.is_visible() and heard.inner_text() == "Galaxy S fan"
@@ -165,12 +164,7 @@ def test_audit_page_in_chromium_marks_each_word_whisper_was_unsure_of(live_serve
     result = hold_audit(hold_wav(tmp_path / "hold.wav"))
     (promo,) = result.messages
     promo.words = tuple(Word(word, 0.234 if word == "brand" else 0.96) for word in promo.text.split())
-    db = connect(db_path)
-    audit_id = store.save(db, result, now=datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc))
-    db.conn.close()
-
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(f"{live_server}/audits/{audit_id}")
+    page = open_audit_page(live_server, browser, db_path, result)
     unsure = page.locator("#message-m1 mark.unsure")
     assert unsure.is_visible() and unsure.inner_text() == "brand"
     assert unsure.get_attribute("title") == "heard with 23 % confidence"
