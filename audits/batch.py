@@ -14,7 +14,8 @@ that the batch's reports and database rows are those of `jobs` == 1 whichever wo
 2. this process matches each recording's messages against the library and the recordings before
    it, in the order given (pipeline.plan), and decides which plays are heard, as one process would:
    the first play of a message new to the library in the first recording that has it
-   (pipeline.first_hearings), then more plays of messages whose first hearing is unsure
+   (pipeline.first_hearings), that play again with the flow's script it reads like
+   (pipeline.script_hearings), then more plays of messages whose first hearing is unsure
    (pipeline.more_hearings). Only those clips go to Whisper, once each, in the workers: a worker
    decodes its recording again and cuts the clips itself, so no audio is kept here;
 3. each recording's audit is finished here (pipeline.analyse needs no audio) and stored in the
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.core.files import file_sha256
+from audits.scripts import distinct_scripts, heard_with
 
 if TYPE_CHECKING:  # the numeric stack loads in workers after their thread limits are set
     from app.core.audit import Context, Span
@@ -93,14 +95,19 @@ class Hear:
     speech: list[Span]
     plays: list[int]
     prompt: str | None
+    scripts: list[str] | None = None  # per play: heard with its script as the prompt instead
 
     def run(self, transcriber) -> Outcome:
         from audits import pipeline
         from audits.spool import spool
 
         with spool(self.path) as recording:
-            heard = pipeline.transcribe_plays(recording.audio, self.speech, self.plays, transcriber,
-                                              prompt=self.prompt)
+            if self.scripts is None:
+                heard = pipeline.transcribe_plays(recording.audio, self.speech, self.plays, transcriber,
+                                                  prompt=self.prompt)
+            else:
+                heard = pipeline.transcribe_with_scripts(recording.audio, self.speech, self.plays, self.scripts,
+                                                         transcriber)
         return Outcome(self.index, self.path, result=heard)
 
 
@@ -295,10 +302,13 @@ def _in_phases(tasks: list[Task], run, known, catalog: list, **options):
     by_index = {task.index: task for task in tasks}
     surveyed = yield from _surveys(tasks, run, **options)
     prompt = vocabulary_prompt(pipeline.known_product_names(None, catalog))
-    plans = {index: pipeline.plan(surveyed[index].result, known if known is not None else Library(), prompt,
+    scripts = distinct_scripts(catalog)
+    plans = {index: pipeline.plan(surveyed[index].result, known if known is not None else Library(),
+                                  heard_with(prompt, scripts),
                                   pipeline.known_product_names(by_index[index].context, catalog))
              for index in sorted(surveyed)}
-    errors = _hear(plans, {index: task.path for index, task in by_index.items()}, prompt, run, **options)
+    errors = _hear(plans, {index: task.path for index, task in by_index.items()}, prompt, scripts, run,
+                   **options)
     for index, planned in plans.items():
         task = by_index[index]
         if index in errors:
@@ -321,22 +331,32 @@ def _surveys(tasks: list[Task], run, **options):
     return surveyed
 
 
-def _hear(plans: dict, paths: dict[int, Path], prompt: str | None, run, **options) -> dict[int, str]:
-    """Phase two: the hearing rounds over the plans in the order given, each round's clips heard in the
-    workers and filled in. Returns the errors of the recordings whose clips could not be heard."""
+def _hear(plans: dict, paths: dict[int, Path], prompt: str | None, scripts: list[str], run,
+          **options) -> dict[int, str]:
+    """Phase two: the hearing rounds over the plans in the order given (first hearings, script
+    hearings, more hearings), each round's clips heard in the workers and taken in before the next
+    round is asked. Returns the errors of the recordings whose clips could not be heard."""
     from audits import pipeline
 
-    errors = {}
-    for hearings in (pipeline.first_hearings, pipeline.more_hearings):
-        asked = dict(zip(plans, hearings(list(plans.values()))))
-        works = [Hear(index, paths[index], plans[index].survey.speech, [play for play, *_ in mine], prompt)
+    errors: dict[int, str] = {}
+
+    def heard(name: str, asked_per_plan: list, take) -> None:
+        asked = dict(zip(plans, asked_per_plan))
+        works = [Hear(index, paths[index], plans[index].survey.speech, [play for play, *_ in mine], prompt,
+                      [script for *_, script in mine] if name == "script hearings" else None)
                  for index, mine in asked.items() if mine]
         for done, outcome in enumerate(run(works, **options) if works else (), start=1):
-            options["progress"].set_postfix_str(f"{hearings.__name__.replace('_', ' ')} {done}/{len(works)}")
+            options["progress"].set_postfix_str(f"{name} {done}/{len(works)}")
             if outcome.error is None:
-                pipeline.fill(asked[outcome.index], outcome.result)
+                take(outcome.index, asked[outcome.index], outcome.result)
             else:
                 errors.setdefault(outcome.index, outcome.error)
+
+    in_order = list(plans.values())
+    heard("first hearings", pipeline.first_hearings(in_order), lambda _, asked, result: pipeline.fill(asked, result))
+    heard("script hearings", pipeline.script_hearings(in_order, scripts),
+          lambda index, asked, result: pipeline.adopt_scripted(asked, result, plans[index].known_products))
+    heard("more hearings", pipeline.more_hearings(in_order), lambda _, asked, result: pipeline.fill(asked, result))
     return errors
 
 

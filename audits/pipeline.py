@@ -24,6 +24,7 @@ from audits import classify, messages, rules
 from app.core.audit import AuditResult, Context, Span
 from audits.data import SAMPLE_RATE, Audio, Transcript
 from audits.library import Entry, Library
+from audits.scripts import distinct_scripts, heard_with, keeps_what_was_heard, script_for
 
 # Speech segments can start a syllable late (a soft onset under the fading music); Whisper then
 # drops the first word ("Upgrade to..." heard as "to the..."). Each clip gets this much of what
@@ -52,7 +53,8 @@ def audit_file(path: str | Path, context: Context | None, transcriber,
                catalog: Iterable[classify.CatalogMessage] = (),
                on_segment: Callable[[int, int], None] | None = None,
                known_products: Iterable[str] = (), acoustic_grouping: bool = True,
-               vocabulary: bool = True, max_hearings: int = MAX_HEARINGS, library=None) -> AuditResult:
+               vocabulary: bool = True, max_hearings: int = MAX_HEARINGS, library=None,
+               scripts: bool = True) -> AuditResult:
     """Audit one recording. Raises audits.audio.AudioError (one line) when the file is not usable audio.
 
     `catalog` (the hold flow's messages and products, see audits.context.load_catalog) and
@@ -65,7 +67,9 @@ def audit_file(path: str | Path, context: Context | None, transcriber,
     S9" heard "Galaxy S7" in 5 of 6 voices with tiny.en, 1 of 6 with base; tests/bench/accuracy.py),
     which is the finding we must not invent. They are still looked for in every hearing. A message is
     heard from up to `max_hearings` plays (see transcribe_distinct). With a message `library`
-    (audits.library.Library), speech heard in earlier recordings is not heard again.
+    (audits.library.Library), speech heard in earlier recordings is not heard again. A message whose
+    first hearing reads like one of the catalog's scripts is heard again with it (audits.scripts)
+    unless `scripts` is False.
     """
     from audits.spool import spool
     from audits.transcribe import vocabulary_prompt
@@ -79,7 +83,8 @@ def audit_file(path: str | Path, context: Context | None, transcriber,
         if acoustic_grouping:
             transcripts, keys = transcribe_distinct(audio, segments, transcriber, on_segment, prompt=prompt,
                                                     known_products=known, max_hearings=max_hearings,
-                                                    library=library)
+                                                    library=library,
+                                                    scripts=distinct_scripts(catalog) if scripts else ())
         else:
             transcripts = transcribe_segments(audio, segments, transcriber, on_segment, prompt=prompt)
             keys = None
@@ -107,9 +112,11 @@ def transcribe_segments(audio: Audio, segments: list[Span], transcriber,
 def transcribe_distinct(audio: Audio, segments: list[Span], transcriber,
                         on_segment: Callable[[int, int], None] | None = None, prompt: str | None = None,
                         known_products: Iterable[str] = (),
-                        max_hearings: int = MAX_HEARINGS, library=None) -> tuple[list[Transcript], list[int]]:
+                        max_hearings: int = MAX_HEARINGS, library=None,
+                        scripts: list[str] | tuple = ()) -> tuple[list[Transcript], list[int]]:
     """One Transcript per speech segment, in order, the engine run once per acoustic group, or up to
-    `max_hearings` times for a group whose first hearing `needs_another_hearing`.
+    `max_hearings` times for a group whose first hearing `needs_another_hearing`; a group whose first
+    hearing reads like one of the flow's `scripts` is heard once more with it (`script_hearings`).
 
     Returns the transcripts and each play's group number (the `group_keys` of `analyse`). Plays are
     heard in `hearing_order`: whole plays before cut ones, the cleanest first. A play that was decoded
@@ -122,11 +129,15 @@ def transcribe_distinct(audio: Audio, segments: list[Span], transcriber,
     once (audits.batch): `survey`, `plan`, `first_hearings`, `more_hearings`, `plan_transcripts`.
     """
     library = library if library is not None else Library()
-    planned = plan(survey(audio, segments), library, prompt, known_products)
+    planned = plan(survey(audio, segments), library, heard_with(prompt, scripts), known_products)
     speech = planned.survey.speech
     try:  # plan made the library's new entries; first_hearings holds their places
         asked = first_hearings([planned])[0]
         fill(asked, transcribe_plays(audio, speech, [play for play, *_ in asked], transcriber, on_segment, prompt))
+        scripted = script_hearings([planned], scripts)[0]
+        heard = transcribe_with_scripts(audio, speech, [play for play, *_ in scripted],
+                                        [script for *_, script in scripted], transcriber)
+        adopt_scripted(scripted, heard, planned.known_products)
         again = more_hearings([planned], max_hearings)[0]
         progress = on_segment and (lambda done, total: on_segment(len(asked) + done, len(asked) + total))
         fill(again, transcribe_plays(audio, speech, [play for play, *_ in again], transcriber, progress, prompt))
@@ -221,6 +232,33 @@ def first_hearings(plans: list[Plan]) -> list[list[Asked]]:
                 mine.append((use.plays[0], use.entry, 0))
         asked.append(mine)
     return asked
+
+
+# A play asked to be heard again with the flow's script it reads like: (play, the entry, the script).
+Scripted = tuple[int, Entry, str]
+
+
+def script_hearings(plans: list[Plan], scripts: list[str] | tuple) -> list[list[Scripted]]:
+    """Between rounds one and two, per plan: the first play of each entry first heard in this plan
+    (round one) whose hearing reads like one of `scripts` (audits.scripts.script_for), with that script."""
+    asked = []
+    for planned in plans:
+        mine = []
+        for use in planned.uses:
+            first = use.entry.hearings[0] if use.before == 0 else None
+            script = script_for(first.text, list(scripts)) if first is not None else None
+            if script is not None:
+                mine.append((use.plays[0], use.entry, script))
+        asked.append(mine)
+    return asked
+
+
+def adopt_scripted(asked: list[Scripted], heard: list[Transcript], known_products: list[str]) -> None:
+    """An entry's first hearing becomes the one made with its script when that keeps every number and
+    known product the first heard (audits.scripts.keeps_what_was_heard)."""
+    for (_, entry, _script), scripted in zip(asked, heard, strict=True):
+        if keeps_what_was_heard(entry.hearings[0], scripted, known_products):
+            entry.hearings[0] = replace(scripted, start_s=0.0, end_s=0.0)
 
 
 def more_hearings(plans: list[Plan], max_hearings: int = MAX_HEARINGS) -> list[list[Asked]]:
@@ -346,6 +384,13 @@ def transcribe_plays(audio: Audio, speech: list[Span], indices: Iterable[int], t
         if on_segment:
             on_segment(len(transcripts), len(indices))
     return transcripts
+
+
+def transcribe_with_scripts(audio: Audio, speech: list[Span], indices: Iterable[int], scripts: Iterable[str],
+                            transcriber) -> list[Transcript]:
+    """`transcribe_plays` for each play alone, with its script as the prompt."""
+    return [transcribe_plays(audio, speech, [index], transcriber, prompt=script)[0]
+            for index, script in zip(indices, scripts, strict=True)]
 
 
 def _sample(at_s: float) -> int:
