@@ -23,10 +23,19 @@ clips       the first play of every message, cut as the pipeline cuts it (0.5 s 
             caller's product only (what prompting with no catalog loaded would do; the audit does not):
             word error rate after Whisper's
             English normaliser, promo clips whose product is named (audits.classify.mentions), clips
-            naming a catalog product they do not say ("invented"), decoding time.
+            naming a catalog product they do not say ("invented"), decoding time; and with the
+            vocabulary then the flow's script (audits.scripts: a clip whose hearing reads like one
+            of the flow's messages heard again with its text as the prompt, kept only when it keeps
+            what the first hearing heard).
+drift       the same voices saying 8 messages that differ from the flow's script by a number or a
+            model (a price of "nineteen ninety-nine" where the script says "nine ninety-nine", a
+            Galaxy S9 where it says S7, ...), heard with the vocabulary then the scripts: how often
+            a number of the script the audio does not say reaches the text ("script's number
+            written"), and the caller's Galaxy S7 named where the audio says S9.
 holds       the whole pipeline (pipeline.audit_file) on each hold for a caller who owns a Galaxy S7
-            and has an open case, with and without the catalog loaded: plain (no prompt, one hearing),
-            vocabulary only, vocabulary + more hearings (the default). "findings right" = the
+            and has an open case, with and without the flow's catalog loaded (every message's script
+            and products): plain (no prompt, one hearing), vocabulary only, vocabulary + more
+            hearings, vocabulary + more hearings + the flow's scripts (the default). "findings right" = the
             (rule, category, count) outline equals the one the same stages give on the true text;
             "products right" = every promo message names its product and no other; audit time.
 
@@ -57,6 +66,7 @@ from app.core.audit import Context, Issue, Span  # noqa: E402
 from audits import pipeline  # noqa: E402
 from audits.classify import CatalogMessage, mentions  # noqa: E402
 from audits.data import SAMPLE_RATE, Transcript  # noqa: E402
+from audits.scripts import distinct_scripts, keeps_what_was_heard, script_for  # noqa: E402
 from audits.transcribe import shared_engine, vocabulary_prompt  # noqa: E402
 from tests.audio_fixtures import DEMO_MESSAGES, generate, make_hold  # noqa: E402
 
@@ -73,6 +83,22 @@ EXTRA_MESSAGES = {
 MESSAGES = {**DEMO_MESSAGES, **EXTRA_MESSAGES}
 CATALOG = [CatalogMessage(spec["text"], tuple(spec["products"])) for spec in MESSAGES.values() if spec["products"]]
 CATALOG_PRODUCTS = [product for entry in CATALOG for product in entry.products]
+# The hold flow as audits.context.load_catalog reads it: every message's script, with its products.
+FLOW = [CatalogMessage(spec["text"], tuple(spec["products"])) for spec in MESSAGES.values()]
+# What the audio says where the flow's script says otherwise: (script's message, what is said).
+DRIFT = {
+    "iphone-offer": "Trade in your old phone and get the new iPhone 15 for only nineteen ninety-nine a month.",
+    "protection-plan": "For only nineteen ninety-nine a month, the Home Protection Plan covers repairs to every "
+                       "device in your home.",
+    "galaxy-upgrade": "Upgrade to the brand new Galaxy S9 today and get fifty percent off your first three months. "
+                      "Ask your agent how.",
+    "galaxy-s9": "Meet the new Galaxy S7. Trade in your old phone and save two hundred dollars today.",
+    "fiber-offer": "Switch to Fiber One Gig home internet and save thirty dollars a month for a year.",
+    "outage-northeast": "We are aware of a network outage affecting customers in the Northeast. Engineers are "
+                        "working on it and expect service to be restored by 8 PM today.",
+    "wait-announcement": "Your estimated wait time is about eighteen minutes. You are number four in line.",
+    "position": "You are currently caller number nine, waiting to speak with a representative.",
+}
 OWNED = ["Galaxy S7"]
 DANA = Context(open_issues=[Issue("CASE-1042", "high", "Galaxy S7 reboots during calls")], owned_products=OWNED)
 TIMELINE = ["music 4", "say outage-northeast", "music 4", "say galaxy-upgrade", "music 4", "say thanks-patience",
@@ -133,6 +159,25 @@ def first_play_clips(hold) -> list[tuple[str, np.ndarray]]:
     return clips
 
 
+class WithScripts:
+    """An engine that hears each clip as audits.pipeline hears a message's first play: with the prompt,
+    then again with the flow's script it reads like, kept when it keeps what the first heard."""
+
+    def __init__(self, engine, catalog):
+        self.engine, self.scripts = engine, distinct_scripts(catalog)
+        self.known = pipeline.known_product_names(DANA, catalog)
+        self.rehearings = 0
+
+    def transcribe_many(self, clips: list[np.ndarray], prompt: str | None = None) -> list[Transcript]:
+        heard, self.firsts = [], self.engine.transcribe_many(clips, prompt=prompt)
+        for clip, first in zip(clips, self.firsts):
+            script = script_for(first.text, self.scripts)
+            scripted = self.engine.transcribe(clip, prompt=script) if script else None
+            self.rehearings += script is not None
+            heard.append(scripted if scripted and keeps_what_was_heard(first, scripted, self.known) else first)
+        return heard
+
+
 def clip_scores(engine, clips: list[tuple[str, np.ndarray]], prompt: str | None) -> dict:
     started = time.perf_counter()
     heard = engine.transcribe_many([clip for _, clip in clips], prompt=prompt)
@@ -152,6 +197,42 @@ def clip_scores(engine, clips: list[tuple[str, np.ndarray]], prompt: str | None)
                 print(f"    invented {product!r} in {message}: {transcript.text!r}")
     return {"errors": errors, "words": words, "named": named, "promos": promos, "invented": invented,
             "time_s": elapsed_s, "texts": [t.text for t in heard]}
+
+
+def build_drift(cache: Path, n_conditions: int) -> list[tuple[str, str, np.ndarray]]:
+    """(condition, the script's message id, clip) of every DRIFT message in every condition."""
+    messages = {f"{message}-drift": {"text": said, "category": "other", "products": []}
+                for message, said in DRIFT.items()}
+    timeline = [item for message in messages for item in ("music 3", f"say {message}")] + ["music 3"]
+    clips = []
+    for number, (label, voice, speed, noise) in enumerate(CONDITIONS[:n_conditions]):
+        hold = make_hold(cache, timeline, name=f"drift-{number}", messages=messages, voice=voice, speed_wpm=speed,
+                         noise_dbfs=noise, seed=100 + number)
+        clips += [(label, message.removesuffix("-drift"), clip) for message, clip in first_play_clips(hold)]
+    return clips
+
+
+def drift_scores(engine, clips, prompt: str | None) -> dict:
+    """Word error rate against what is said, the script's numbers written that the audio does not say
+    (and that the vocabulary-only hearing did not write either), the caller's product named."""
+    from audits.scripts import _numbers
+
+    started = time.perf_counter()
+    finals = engine.transcribe_many([clip for *_, clip in clips], prompt=prompt)
+    firsts = engine.firsts
+    errors = words = written = owned = 0
+    for (label, message, _), first, final in zip(clips, firsts, finals):
+        said, script = DRIFT[message], MESSAGES[message]["text"]
+        edits, n = word_errors(said, final.text)
+        errors, words = errors + edits, words + n
+        copied = ((_numbers(final.text) - _numbers(said)) & _numbers(script)) - _numbers(first.text)
+        written += bool(copied)
+        named_owned = any(mentions(final.text, p) and not mentions(said, p) for p in OWNED)
+        owned += named_owned
+        if copied or named_owned:
+            print(f"    {label} {message}: script's {sorted(copied)} written: {final.text!r}")
+    return {"errors": errors, "words": words, "written": written, "owned": owned, "clips": len(clips),
+            "time_s": time.perf_counter() - started}
 
 
 # ---------------------------------------------------------------- holds through the pipeline
@@ -188,9 +269,11 @@ def products_right(hold, result) -> tuple[int, int, list[str]]:
     return right, total, wrong
 
 
-HOLD_OPTIONS = {"plain": {"vocabulary": False, "max_hearings": 1},
-                "vocabulary": {"vocabulary": True, "max_hearings": 1},
-                "vocabulary + hearings (default)": {"vocabulary": True, "max_hearings": pipeline.MAX_HEARINGS}}
+HOLD_OPTIONS = {"plain": {"vocabulary": False, "max_hearings": 1, "scripts": False},
+                "vocabulary": {"vocabulary": True, "max_hearings": 1, "scripts": False},
+                "vocabulary + hearings": {"vocabulary": True, "max_hearings": pipeline.MAX_HEARINGS, "scripts": False},
+                "vocabulary + hearings + scripts (default)": {"vocabulary": True,
+                                                              "max_hearings": pipeline.MAX_HEARINGS, "scripts": True}}
 
 
 def hold_scores(engine, holds, option: dict, catalog) -> dict:
@@ -354,8 +437,10 @@ def main(argv: list[str] | None = None) -> int:
     clips = [clip for _, hold in holds for clip in first_play_clips(hold)]
     real = [] if args.skip_clips else fetch_real_speech(args.cache_dir)
     prompts = {"plain": None, "vocabulary: catalog": vocabulary_prompt(CATALOG_PRODUCTS),
-               "vocabulary: caller's product only": vocabulary_prompt(OWNED)}
-    clip_rows, real_rows, hold_rows = [], [], []
+               "vocabulary: caller's product only": vocabulary_prompt(OWNED),
+               "vocabulary: catalog, then the flow's scripts": vocabulary_prompt(CATALOG_PRODUCTS)}
+    drift = [] if args.skip_clips else build_drift(args.cache_dir, args.conditions)
+    clip_rows, real_rows, hold_rows, drift_rows = [], [], [], []
     if args.decoding_options:
         print("| model | option | WER | promo product named | product invented | time s |\n|---|---|---|---|---|---|")
         for model, compute_type in configurations(args):
@@ -371,13 +456,17 @@ def main(argv: list[str] | None = None) -> int:
         engine.transcribe_many([clips[0][1]])  # warm up
         for option, prompt in ({} if args.skip_clips else prompts).items():
             print(f"{model} / {option}", flush=True)
-            scores = clip_scores(engine, clips, prompt)
+            hearer = WithScripts(engine, FLOW) if option.endswith("scripts") else engine
+            scores = clip_scores(hearer, clips, prompt)
             clip_rows.append((model, option, scores))
             if option != "vocabulary: caller's product only":
-                real_rows.append((model, option, real_scores(engine, real, prompt)))
+                real_rows.append((model, option, real_scores(hearer, real, prompt)))
+        if drift:
+            print(f"{model} / drift", flush=True)
+            drift_rows.append((model, drift_scores(WithScripts(engine, FLOW), drift, prompts["vocabulary: catalog"])))
         if args.skip_holds:
             continue
-        for catalog_label, catalog in (("catalog loaded", CATALOG), ("no catalog", [])):
+        for catalog_label, catalog in (("catalog loaded", FLOW), ("no catalog", [])):
             for option in args.hold_options.split(","):
                 settings = HOLD_OPTIONS[option]
                 print(f"{model} / holds, {catalog_label} / {option}", flush=True)
@@ -394,6 +483,13 @@ def main(argv: list[str] | None = None) -> int:
     for model, option, s in clip_rows:
         print(f"| {model} | {option} | {s['errors'] / s['words']:.3f} | {s['named']}/{s['promos']} | "
               f"{s['invented']} | {s['time_s']:.1f} |")
+    if drift_rows:
+        print(f"\n### Audio that differs from its script ({len(drift)} clips), vocabulary then the flow's scripts\n")
+        print("| model | WER against what is said | script's number written | caller's product named | time s |")
+        print("|---|---|---|---|---|")
+        for model, s in drift_rows:
+            print(f"| {model} | {s['errors'] / s['words']:.3f} | {s['written']}/{s['clips']} | "
+                  f"{s['owned']}/{s['clips']} | {s['time_s']:.1f} |")
     print("\n### Real recorded speech\n")
     print("| model | decoding | WER | time s |")
     print("|---|---|---|---|")
