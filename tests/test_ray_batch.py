@@ -12,7 +12,7 @@ import pytest
 from app.storage import audits as store
 from app.storage.connect import connect
 from app.storage.tables import AUDIT_CHILD_TABLES
-from tests.audio_fixtures import make_hold
+from tests.audio_fixtures import DEMO_MESSAGES, make_hold
 from tests.test_batch import OWNER, audit, database_with_the_demo_flow, killing_the_first
 
 ray = pytest.importorskip("ray")
@@ -89,6 +89,9 @@ def test_ray_gives_the_same_reports_and_rows_as_one_process(recordings, tmp_path
     assert errors(distributed) == errors(local) and errors(local)[0].startswith(f"Error: {recordings[1]}: ")
     assert stored_rows(on_ray) == stored_rows(without_ray)
     assert [(m["category"], m["plays"]) for m in reports[0]["messages"]] == [("promo", 2)]
+    # the flow's scripts reached the workers (audits.scripts): base hears the tip in this voice "... at
+    # memple.com slash railing" and, given its script, as the flow says it
+    assert DEMO_MESSAGES["tip-online-billing"]["text"] in [m["text"] for r in reports for m in r["messages"]]
 
 
 def ray_workers_auditing() -> list[int]:
@@ -230,14 +233,27 @@ def every_row(db_path: Path) -> dict[str, list]:
     return rows
 
 
+class Counted(list):
+    """Clips given to Whisper (a count per call), and `scripted`: those heard with a flow script as the prompt."""
+    scripted: list[int]
+
+    def clear(self):
+        super().clear()
+        self.scripted = []
+
+
 @pytest.fixture
-def clips_heard(monkeypatch) -> list[int]:
+def clips_heard(monkeypatch) -> Counted:
     """Clips given to Whisper, counted where it runs in this process (one process: the engine's
     transcribe_many) and, with workers, as the Hear works sent to them (each decodes its clips once)."""
+    from app.core.flows import read_flow_file
     from audits import batch, transcribe
     from audits.ray_batch import RayRunner
 
-    counted, shared_engine = [], transcribe.shared_engine
+    counted, shared_engine = Counted(), transcribe.shared_engine
+    counted.clear()
+    flow_scripts = {" ".join(segment.say.split()) for segment in read_flow_file(
+        Path(__file__).parent.parent / "app" / "demo_data" / "flows.toml").segments if segment.say}
 
     class Counting:
         def __init__(self, engine):
@@ -245,11 +261,15 @@ def clips_heard(monkeypatch) -> list[int]:
 
         def transcribe_many(self, clips, starts_s=None, prompt=None):
             counted.append(len(clips))
+            if prompt in flow_scripts:
+                counted.scripted.append(len(clips))
             return self.engine.transcribe_many(clips, starts_s, prompt=prompt)
 
     def counting_runner(call):
         def run(self, works, **options):
             counted.extend(len(work.plays) for work in works if isinstance(work, batch.Hear))
+            counted.scripted.extend(len(work.plays) for work in works
+                                    if isinstance(work, batch.Hear) and work.scripts is not None)
             return call(self, works, **options)
         return run
 
@@ -268,15 +288,19 @@ def test_a_shared_new_message_gives_the_same_reports_and_rows_on_one_process_two
         clips_heard.clear()
         result = audit(db_path, sharing, "--model", "tiny.en", *options)
         assert result.exit_code == 0, result.stderr
-        runs[name] = (json.loads(result.stdout), every_row(db_path), sum(clips_heard))
-    reports, rows, heard = runs["one process"]
+        runs[name] = (json.loads(result.stdout), every_row(db_path), sum(clips_heard), sum(clips_heard.scripted))
+    reports, rows, heard, scripted = runs["one process"]
     assert [r["recording"] for r in reports] == [str(path) for path in sharing]
     assert [[m["category"] for m in r["messages"]] for r in reports] == [["promo"], ["promo"], ["reassurance", "promo"]]
     assert len(rows["library_messages"]) == 2  # the promo once, though three recordings heard it
     # Whisper heard each clip the library keeps once, in the whole batch: the promo's first hearing (and more
-    # of its plays if that one was unsure), the reassurance's; fewer than the five plays
-    assert heard == sum(len(json.loads(row["hearings"])) for row in rows["library_messages"]) < 5
+    # of its plays if that one was unsure), the reassurance's; fewer than the five plays. And a first hearing
+    # that reads like its flow script, not word for word, once more with the script (audits.scripts), which
+    # replaces it or not: the library keeps one of the two.
+    assert heard - scripted == sum(len(json.loads(row["hearings"])) for row in rows["library_messages"]) < 5
+    assert scripted >= 1
     assert runs["two workers"][0] == reports and runs["ray"][0] == reports
     assert runs["two workers"][1] == rows
     assert runs["ray"][1] == rows
     assert runs["two workers"][2] == runs["ray"][2] == heard
+    assert runs["two workers"][3] == runs["ray"][3] == scripted
