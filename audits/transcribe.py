@@ -156,6 +156,11 @@ PROMPT_MAX_CHARS = 400
 # names two catalog products is then heard without the names' help: the demo catalog has none.
 PROMPT_ECHO_MENTIONS = 3
 PROMPT_ECHO_NAMES = 2
+# Only a prompt's pieces of at most this many words are names that can be read back. A flow's script
+# given as the prompt (audits.scripts) is meant to be heard back, and is checked otherwise: "You are
+# currently caller number seven, waiting to speak with a representative." is two pieces of 6 words,
+# which heard back were taken for an echo and the clip heard again without the script.
+PROMPT_NAME_MAX_WORDS = 4
 
 
 def vocabulary_prompt(names) -> str | None:
@@ -174,12 +179,14 @@ def vocabulary_prompt(names) -> str | None:
 
 
 def echoes_prompt(text: str, prompt: str | None) -> bool:
-    """Whether a hearing reads the vocabulary prompt back: its names mentioned PROMPT_ECHO_MENTIONS
-    times in all, or PROMPT_ECHO_NAMES different ones."""
+    """Whether a hearing reads the vocabulary prompt back: its names (pieces of at most
+    PROMPT_NAME_MAX_WORDS words) mentioned PROMPT_ECHO_MENTIONS times in all, or PROMPT_ECHO_NAMES
+    different ones."""
     if not prompt:
         return False
     heard = f" {normalise(text)} "
-    names = {normalise(name) for name in prompt.rstrip(".").split(",")} - {""}
+    names = {normalise(name) for name in prompt.rstrip(".").split(",")
+             if 0 < len(name.split()) <= PROMPT_NAME_MAX_WORDS} - {""}
     mentions = {name: heard.count(f" {name} ") for name in names}
     return (sum(mentions.values()) >= PROMPT_ECHO_MENTIONS
             or sum(count > 0 for count in mentions.values()) >= PROMPT_ECHO_NAMES)
