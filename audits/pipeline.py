@@ -135,11 +135,13 @@ def transcribe_distinct(audio: Audio, segments: list[Span], transcriber,
         asked = first_hearings([planned])[0]
         fill(asked, transcribe_plays(audio, speech, [play for play, *_ in asked], transcriber, on_segment, prompt))
         scripted = script_hearings([planned], scripts)[0]
+        progress = on_segment and (lambda done, total: on_segment(len(asked) + done, len(asked) + total))
         heard = transcribe_with_scripts(audio, speech, [play for play, *_ in scripted],
-                                        [script for *_, script in scripted], transcriber)
+                                        [script for *_, script in scripted], transcriber, progress)
         adopt_scripted(scripted, heard, planned.known_products)
         again = more_hearings([planned], max_hearings)[0]
-        progress = on_segment and (lambda done, total: on_segment(len(asked) + done, len(asked) + total))
+        so_far = len(asked) + len(scripted)
+        progress = on_segment and (lambda done, total: on_segment(so_far + done, so_far + total))
         fill(again, transcribe_plays(audio, speech, [play for play, *_ in again], transcriber, progress, prompt))
     except BaseException:
         library.forget(planned)
@@ -386,11 +388,16 @@ def transcribe_plays(audio: Audio, speech: list[Span], indices: Iterable[int], t
     return transcripts
 
 
-def transcribe_with_scripts(audio: Audio, speech: list[Span], indices: Iterable[int], scripts: Iterable[str],
-                            transcriber) -> list[Transcript]:
-    """`transcribe_plays` for each play alone, with its script as the prompt."""
-    return [transcribe_plays(audio, speech, [index], transcriber, prompt=script)[0]
-            for index, script in zip(indices, scripts, strict=True)]
+def transcribe_with_scripts(audio: Audio, speech: list[Span], indices: list[int], scripts: list[str],
+                            transcriber, on_segment: Callable[[int, int], None] | None = None) -> list[Transcript]:
+    """`transcribe_plays` for each play alone, with its script as the prompt; `on_segment(done, total)`
+    after each."""
+    heard = []
+    for index, script in zip(indices, scripts, strict=True):
+        heard += transcribe_plays(audio, speech, [index], transcriber, prompt=script)
+        if on_segment:
+            on_segment(len(heard), len(indices))
+    return heard
 
 
 def _sample(at_s: float) -> int:
