@@ -91,6 +91,9 @@ BATCH_MIN_S, BATCH_MAX_S = 0.1, 20.0
 # decoding reaches (within 0.1 s on the 60 clips of tests/bench/accuracy.py; the one cut short 2.0 s
 # before it). Such a clip is decoded alone, so a clip's text does not depend on the path it took.
 UNFINISHED_GAP_S = 1.0
+# ... except a hearing that says its whole prompt, a flow's script (audits.scripts): it ends where the
+# script ends, however much of the clip is left (the 45-minute bench hold's promo was heard to its last
+# word 1.9 s before the clip's end, then decoded alone again for nothing: 4.2 s instead of 1.9 s).
 # Word probabilities (issue #14): Whisper's cross-attention alignment of the decoded tokens, as
 # `word_timestamps=True` makes it, each word's probability the mean of its tokens'. The batched path
 # aligns after decoding with the batch's encoder output, which leaves the text alone. The one-clip
@@ -444,7 +447,8 @@ class FasterWhisper(Transcriber):
             found[clip_at_seek[segment.seek]].append(segment)
         starts_s, ends_s = bounds_n[:-1] / SAMPLE_RATE, bounds_n[1:] / SAMPLE_RATE
         return [_window_decoded(pieces) if max((self._decoded_until_s(p, start_s) for p in pieces), default=0.0)
-                >= end_s - UNFINISHED_GAP_S else None for pieces, start_s, end_s in zip(found, starts_s, ends_s)]
+                >= end_s - UNFINISHED_GAP_S or _says_whole(pieces, prompt) else None
+                for pieces, start_s, end_s in zip(found, starts_s, ends_s)]
 
     def _decoded_until_s(self, segment, clip_start_s: float) -> float:
         """Where a batched segment's decoding ended: its last timestamp token (its `end` is moved to its
@@ -475,6 +479,11 @@ def _decoded(segment, words=None) -> Decoded:
     """A faster-whisper Segment as a Decoded, with its words (aligned after decoding, or the segment's)."""
     return Decoded(segment.text, segment.avg_logprob, segment.no_speech_prob, segment.compression_ratio,
                    len(segment.tokens), heard_words(segment.words if words is None else words))
+
+
+def _says_whole(segments: list, prompt: str | None) -> bool:
+    """Whether a window's segments say the whole prompt, word for word (see UNFINISHED_GAP_S)."""
+    return bool(prompt) and normalise("".join(segment.text for segment in segments)) == normalise(prompt)
 
 
 def _window_decoded(segments: list) -> list[Decoded]:

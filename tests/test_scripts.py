@@ -33,7 +33,7 @@ def heard(text: str, logprob: float = -0.3) -> Transcript:
 # ---------------------------------------------------------------- which script a hearing reads like
 
 def test_a_misheard_message_picks_its_script():
-    misheard = ("We are aware of a network outing affecting customers in the northeast. Engineers are working "
+    misheard = ("We are aware of a network outing affecting customer in the northeast. Engineers are working "
                 "on it and expect service to be restored by 6 PM today.")
     assert script_for(misheard, SCRIPTS) == OUTAGE
     assert script_for("Switch to fiber one gig home in the net and save $20 a month for a year.", SCRIPTS) == \
@@ -41,7 +41,7 @@ def test_a_misheard_message_picks_its_script():
 
 
 def test_two_scripts_a_model_apart_tie_on_a_hearing_that_missed_the_model():
-    missed = "Upgrade to the brand new Galaxy S today and get 50% off your first three months. Ask your agent how."
+    missed = "Upgrade to the brand new Galaxy S today and get 50% off your first three months. Ask the agent how."
     assert script_for(missed, [GALAXY_S7]) == GALAXY_S7  # alone, it reads like the S7 promo
     assert script_for(missed, [GALAXY_S7, GALAXY_S9]) is None  # both: neither is given as the prompt
     assert script_for(missed, [GALAXY_S9, GALAXY_S7]) is None
@@ -59,6 +59,13 @@ def test_no_script_below_the_ratio_or_when_the_hearing_already_says_it():
                       "ask your agent how", SCRIPTS) is None
 
 
+def test_a_hearing_one_word_from_its_script_is_not_heard_again():
+    """A decoding costs a cold audit 1.5-2 s; one word is not worth it (SCRIPT_MIN_EDITS)."""
+    assert script_for(OUTAGE.replace("network outage", "network outing"), SCRIPTS) is None
+    assert script_for(OUTAGE.replace("network outage", "network outing").replace("customers", "customer"),
+                      SCRIPTS) == OUTAGE
+
+
 # ---------------------------------------------------------------- when the scripted hearing may replace the first
 
 def test_a_scripted_hearing_that_drops_a_number_the_first_heard_is_rejected():
@@ -72,11 +79,13 @@ def test_a_scripted_hearing_that_drops_a_number_the_first_heard_is_rejected():
                                 heard("Save twenty dollars a month for a year."), [])
 
 
-def test_a_spelling_fix_and_a_number_the_first_did_not_hear_are_accepted():
+def test_a_spelling_fix_is_accepted_but_never_a_number_the_first_did_not_hear():
     assert keeps_what_was_heard(heard(OUTAGE.replace("network outage", "network outing")), heard(OUTAGE), [])
-    assert keeps_what_was_heard(heard("For only aint it either month, the home protection plan covers repairs."),
-                                heard("For only nine ninety-nine a month, the Home Protection Plan covers repairs."),
-                                ["Home Protection Plan"])
+    # The price may be the flow's, or what the audio says instead ("nineteen ninety-nine" first heard
+    # "... repaired to M-Ravenmite ...", then with the script "nine ninety-nine": base, en-gb-scotland).
+    assert not keeps_what_was_heard(
+        heard("For only aint it either month, the home protection plan covers repairs."),
+        heard("For only nine ninety-nine a month, the Home Protection Plan covers repairs."), ["Home Protection Plan"])
 
 
 def test_numbers_are_compared_by_value():
@@ -92,8 +101,9 @@ def test_a_known_product_the_first_named_must_stay_named():
     without = heard("Switch to fiber one home internet and save twenty dollars a month.")
     assert not keeps_what_was_heard(first, without, ["Fiber 1G"])
     assert keeps_what_was_heard(first, without, [])  # not a known product: its numbers are all kept
-    assert keeps_what_was_heard(heard("Upgrade to the brand new Galaxy today."),
-                                heard("Upgrade to the brand new Galaxy S7 today."), ["Galaxy S7"])
+    # nor is a model number the first did not hear taken from the script
+    assert not keeps_what_was_heard(heard("Upgrade to the brand new Galaxy today."),
+                                    heard("Upgrade to the brand new Galaxy S7 today."), ["Galaxy S7"])
     assert not keeps_what_was_heard(heard(OUTAGE), heard(""), [])  # an empty hearing never replaces one
 
 
@@ -136,7 +146,7 @@ def test_an_entry_heard_with_scripts_is_not_reused_without_them_and_the_other_wa
         known.learn(planned)
         return len(asked), [t.text for t in pipeline.plan_transcripts(planned)]
 
-    outing = OUTAGE.replace("network outage", "network outing")
+    outing = OUTAGE.replace("network outage", "network outing").replace("customers", "customer")
     assert audit_once(SCRIPTS, outing, OUTAGE) == (1, [OUTAGE])  # heard, then heard with its script
     assert audit_once(SCRIPTS, "not asked") == (0, [OUTAGE])  # same scripts: the library's hearing
     assert audit_once([], outing) == (1, [outing])  # no scripts: heard again, not the scripted text
@@ -240,16 +250,20 @@ def test_the_script_never_puts_its_model_or_price_over_what_the_audio_says(drift
     nine ninety-nine, the recording says Galaxy S9 and nineteen ninety-nine. Base's first hearings
     (2026-11): en-us "... Galaxy S9 ...", "For only 19 item units, the Home Protection Plan ..."; en-us
     over a -40 dBFS line "... Galaxy S9 ...", "For only $19.99 a month ..."; en-gb-scotland "... Galaxy
-    S1 ...", "For a long late 19th day of the month ...". Each reads like its script, so is heard again
-    with it; the Galaxy S7 and the 9.99 the script would write are never kept."""
+    S1 ...", "For a long late 19th day of the month ...". Each reads like its script; those more than a
+    word from it are heard again with it; the Galaxy S7 and the 9.99 the script would write are never
+    kept."""
     engine = base_engine()
     catalog = [*FLOW, CatalogMessage(PLAN_SCRIPT, ("Home Protection Plan",))]
     result = pipeline.audit_file(drifted_hold.path, DANA, engine, catalog, scripts=True)
     heard = "\n".join(f"{prompt!r:.40} -> {text}" for prompt, text in engine.heard)
-    assert GALAXY_S7 in engine.prompts and PLAN_SCRIPT in engine.prompts, heard  # both heard with their script
+    # the plan is heard again with its script; the promo too where its first hearing is more than a word
+    # from the script (en-us hears it "... Galaxy S9 ..." otherwise word for word: not heard again)
+    assert PLAN_SCRIPT in engine.prompts, heard
     assert len(result.messages) == 2, heard
     assert not any(mentions(m.text, "Galaxy S7") or "Galaxy S7" in m.products for m in result.messages), heard
     assert "promo_for_owned_product" not in [finding.rule for finding in result.findings], heard
     (plan,) = [m for m in result.messages if mentions(m.text, "Home Protection Plan")]
     prices = _numbers(plan.text)
-    assert "9.99" not in prices and any(price.startswith("19") for price in prices), heard
+    # the audio's price, or none where the first hearing missed it: never the script's
+    assert "9.99" not in prices and all(price.startswith("19") for price in prices), heard
