@@ -340,10 +340,10 @@ def _hear(plans: dict, paths: dict[int, Path], prompt: str | None, scripts: list
 
     errors: dict[int, str] = {}
 
-    def heard(name: str, asked_per_plan: list, take) -> None:
+    def heard(name: str, asked_per_plan: list, take, with_scripts: bool = False) -> None:
         asked = dict(zip(plans, asked_per_plan))
         works = [Hear(index, paths[index], plans[index].survey.speech, [play for play, *_ in mine], prompt,
-                      [script for *_, script in mine] if name == "script hearings" else None)
+                      [script for *_, script in mine] if with_scripts else None)
                  for index, mine in asked.items() if mine]
         for done, outcome in enumerate(run(works, **options) if works else (), start=1):
             options["progress"].set_postfix_str(f"{name} {done}/{len(works)}")
@@ -355,7 +355,8 @@ def _hear(plans: dict, paths: dict[int, Path], prompt: str | None, scripts: list
     in_order = list(plans.values())
     heard("first hearings", pipeline.first_hearings(in_order), lambda _, asked, result: pipeline.fill(asked, result))
     heard("script hearings", pipeline.script_hearings(in_order, scripts),
-          lambda index, asked, result: pipeline.adopt_scripted(asked, result, plans[index].known_products))
+          lambda index, asked, result: pipeline.adopt_scripted(asked, result, plans[index].known_products),
+          with_scripts=True)
     heard("more hearings", pipeline.more_hearings(in_order), lambda _, asked, result: pipeline.fill(asked, result))
     return errors
 
