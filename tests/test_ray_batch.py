@@ -207,14 +207,16 @@ def test_a_runner_works_elsewhere_and_the_bar_counts_done_and_failed(tmp_path):
 @pytest.fixture(scope="module")
 def sharing(tmp_path_factory):
     """Three short holds sharing the Galaxy promo, new to the library: once in the first (the caller owns
-    the phone), twice in the second (noisier), and the third's own reassurance before it. Which play of the
-    promo is heard decides its wording (and avg_logprob) in every recording that gets that hearing."""
+    the phone), twice in the second (noisier), and the third's own reassurance before it, in a voice tiny.en
+    mishears ("And your thought your patience, your calling important ..."), so that it is heard again with its
+    flow script. Which play of the promo is heard decides its wording (and avg_logprob) in every recording
+    that gets that hearing."""
     folder = tmp_path_factory.mktemp("sharing")
     return [make_hold(folder, ["music 2", "say galaxy-upgrade", "music 2"], name="one", context=OWNER, seed=51).path,
             make_hold(folder, ["music 2", "say galaxy-upgrade", "music 2", "say galaxy-upgrade", "music 1"],
                       name="two", seed=52, noise_dbfs=-48.0).path,
-            make_hold(folder, ["music 1", "say thanks-patience", "music 2", "say galaxy-upgrade", "music 1"],
-                      name="three", seed=53).path]
+            make_hold(folder, ["music 1", "say thanks-patience voice=en-gb-scotland", "music 2", "say galaxy-upgrade",
+                               "music 1"], name="three", seed=53).path]
 
 
 # By nature different between runs: when each audit ran (audited_at, and what follows from it for recordings
