@@ -104,13 +104,14 @@ def _numbers_to_digits(words: list[str]) -> list[str]:
     return out
 
 
-def _numbers(normalised: str) -> set[str]:
+def numbers(normalised: str) -> set[str]:
+    """The numbers of a normalised text, as written there ("9.99", "7")."""
     return {word for word in normalised.split() if word[0].isdigit()}
 
 
 def same_message(a: str, b: str) -> bool:
     """Whether two normalised transcripts are plays of one recorded message."""
-    numbers_a, numbers_b = _numbers(a), _numbers(b)
+    numbers_a, numbers_b = numbers(a), numbers(b)
     if not (numbers_a <= numbers_b or numbers_b <= numbers_a):
         return False
     if fuzz.ratio(a, b) >= SAME_RATIO:

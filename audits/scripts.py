@@ -23,7 +23,7 @@ from rapidfuzz.distance import Levenshtein
 
 from audits import classify
 from audits.data import Transcript
-from audits.messages import normalise
+from audits.messages import normalise, numbers
 
 # A first hearing reads like a script when their normalised texts score at least this (rapidfuzz
 # ratio, 0-100). Measured on base's first hearings of the 60 generated clips: the message's own script
@@ -76,12 +76,11 @@ def keeps_what_was_heard(first: Transcript, scripted: Transcript, known_products
 def _numbers(text: str) -> set[str]:
     """The numbers a text says, by value: "$200.00" and "two hundred dollars" are both "200"."""
     values = set()
-    for word in normalise(text).split():
-        if word[0].isdigit():
-            try:
-                values.add(f"{float(word):g}")
-            except ValueError:  # "1.1.1.1": not one number, kept as heard
-                values.add(word)
+    for word in numbers(normalise(text)):
+        try:
+            values.add(f"{float(word):g}")
+        except ValueError:  # "1.1.1.1": not one number, kept as heard
+            values.add(word)
     return values
 
 
