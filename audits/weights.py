@@ -185,12 +185,16 @@ def _repair_merges(tokenizer_json: Path) -> None:
     rank, and the pair it is merged from is what BPE with the lower ranks leaves of its bytes, two
     pieces. Done only when the file's vocabulary is exactly those ranks (else it is not this tokenizer).
     """
+    from importlib.util import find_spec
+
     from tiktoken.load import load_tiktoken_bpe
-    import whisper
 
     tokenizer = json.loads(tokenizer_json.read_text(encoding="utf-8"))
     model = tokenizer.get("model") or {}
-    ranks = load_tiktoken_bpe(str(Path(whisper.__file__).parent / "assets" / "multilingual.tiktoken"))
+    # openai-whisper's asset, found without importing openai-whisper (which loads torch into a process
+    # that may only ever run faster-whisper)
+    assets = Path(find_spec("whisper").origin).parent / "assets"
+    ranks = load_tiktoken_bpe(str(assets / "multilingual.tiktoken"))
     to_text = _byte_to_unicode()  # tokenizer.json spells bytes as GPT-2's printable characters
     names = {token: "".join(to_text[byte] for byte in token) for token in ranks}
     if model.get("type") != "BPE" or any(model.get("vocab", {}).get(names[token]) != rank
