@@ -96,6 +96,7 @@ class Hear:
     plays: list[int]
     prompt: str | None
     scripts: list[str] | None = None  # per play: heard with its script as the prompt instead
+    firsts: list[str] | None = None  # ... and the first hearing's text, to tell what the script adds
 
     def run(self, transcriber) -> Outcome:
         from audits import pipeline
@@ -107,7 +108,7 @@ class Hear:
                                                   prompt=self.prompt)
             else:
                 heard = pipeline.transcribe_with_scripts(recording.audio, self.speech, self.plays, self.scripts,
-                                                         transcriber)
+                                                         self.firsts, transcriber)
         return Outcome(self.index, self.path, result=heard)
 
 
@@ -343,7 +344,7 @@ def _hear(plans: dict, paths: dict[int, Path], prompt: str | None, scripts: list
     def heard(name: str, asked_per_plan: list, take, with_scripts: bool = False) -> None:
         asked = dict(zip(plans, asked_per_plan))
         works = [Hear(index, paths[index], plans[index].survey.speech, [play for play, *_ in mine], prompt,
-                      [script for *_, script in mine] if with_scripts else None)
+                      *([[script for *_, script in mine], pipeline.firsts(mine)] if with_scripts else []))
                  for index, mine in asked.items() if mine]
         for done, outcome in enumerate(run(works, **options) if works else (), start=1):
             options["progress"].set_postfix_str(f"{name} {done}/{len(works)}")

@@ -16,6 +16,7 @@ rounds in its driver, the engine on the chosen clips in the workers again.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,7 +25,8 @@ from audits import classify, messages, rules
 from app.core.audit import AuditResult, Context, Span
 from audits.data import SAMPLE_RATE, Audio, Transcript
 from audits.library import Entry, Library
-from audits.scripts import distinct_scripts, heard_with, keeps_what_was_heard, script_for
+from audits.scripts import (ScriptHearing, confirmed_numbers, distinct_scripts, heard_with, keeps_what_was_heard,
+                            script_for, unheard_numbers)
 
 # Speech segments can start a syllable late (a soft onset under the fading music); Whisper then
 # drops the first word ("Upgrade to..." heard as "to the..."). Each clip gets this much of what
@@ -137,7 +139,7 @@ def transcribe_distinct(audio: Audio, segments: list[Span], transcriber,
         scripted = script_hearings([planned], scripts)[0]
         progress = on_segment and (lambda done, total: on_segment(len(asked) + done, len(asked) + total))
         heard = transcribe_with_scripts(audio, speech, [play for play, *_ in scripted],
-                                        [script for *_, script in scripted], transcriber, progress)
+                                        [script for *_, script in scripted], firsts(scripted), transcriber, progress)
         adopt_scripted(scripted, heard, planned.known_products)
         again = more_hearings([planned], max_hearings)[0]
         so_far = len(asked) + len(scripted)
@@ -255,11 +257,17 @@ def script_hearings(plans: list[Plan], scripts: list[str] | tuple) -> list[list[
     return asked
 
 
-def adopt_scripted(asked: list[Scripted], heard: list[Transcript], known_products: list[str]) -> None:
+def firsts(asked: list[Scripted]) -> list[str]:
+    """The first hearings' texts of the entries asked to be heard with their scripts."""
+    return [entry.hearings[0].text for _, entry, _ in asked]
+
+
+def adopt_scripted(asked: list[Scripted], heard: list[ScriptHearing], known_products: list[str]) -> None:
     """An entry's first hearing becomes the one made with its script when that keeps every number and
-    known product the first heard (audits.scripts.keeps_what_was_heard)."""
-    for (_, entry, _script), scripted in zip(asked, heard, strict=True):
-        if keeps_what_was_heard(entry.hearings[0], scripted, known_products):
+    known product the first heard and adds only numbers the audio confirmed
+    (audits.scripts.keeps_what_was_heard)."""
+    for (_, entry, _script), (scripted, confirmed) in zip(asked, heard, strict=True):
+        if keeps_what_was_heard(entry.hearings[0], scripted, known_products, confirmed):
             entry.hearings[0] = replace(scripted, start_s=0.0, end_s=0.0)
 
 
@@ -378,9 +386,9 @@ def transcribe_plays(audio: Audio, speech: list[Span], indices: Iterable[int], t
     for first in range(0, len(indices), BATCH_CLIPS):
         batch = indices[first: first + BATCH_CLIPS]
         bounds = [clip_bounds_s(speech, i, audio.duration_s) for i in batch]
-        clips = [audio.samples[_sample(start_s):_sample(end_s)] for start_s, end_s in bounds]
         vocabulary = {"prompt": prompt} if prompt else {}
-        heard = transcriber.transcribe_many(clips, [start_s for start_s, _ in bounds], **vocabulary)
+        heard = transcriber.transcribe_many([play_clip(audio, speech, i) for i in batch],
+                                            [start_s for start_s, _ in bounds], **vocabulary)
         transcripts += [replace(text, start_s=speech[i].start_s, end_s=speech[i].end_s)  # a play is its segment
                         for i, text in zip(batch, heard)]
         if on_segment:
@@ -389,15 +397,28 @@ def transcribe_plays(audio: Audio, speech: list[Span], indices: Iterable[int], t
 
 
 def transcribe_with_scripts(audio: Audio, speech: list[Span], indices: list[int], scripts: list[str],
-                            transcriber, on_segment: Callable[[int, int], None] | None = None) -> list[Transcript]:
-    """`transcribe_plays` for each play alone, with its script as the prompt; `on_segment(done, total)`
-    after each."""
+                            first_texts: list[str], transcriber,
+                            on_segment: Callable[[int, int], None] | None = None) -> list[ScriptHearing]:
+    """Each play alone, with its script as the prompt (`transcribe_plays`), and the numbers that hearing
+    adds to its `first_texts` that the clip confirms (audits.scripts.confirmed_numbers; none with an
+    engine that cannot score); `on_segment(done, total)` after each."""
     heard = []
-    for index, script in zip(indices, scripts, strict=True):
-        heard += transcribe_plays(audio, speech, [index], transcriber, prompt=script)
+    for index, script, first in zip(indices, scripts, first_texts, strict=True):
+        scripted = transcribe_plays(audio, speech, [index], transcriber, prompt=script)[0]
+        unheard, confirmed = unheard_numbers(first, scripted.text), frozenset()
+        if unheard and hasattr(transcriber, "score"):
+            confirmed = confirmed_numbers(scripted.text, unheard,
+                                          functools.partial(transcriber.score, play_clip(audio, speech, index)))
+        heard.append(ScriptHearing(scripted, confirmed))
         if on_segment:
             on_segment(len(heard), len(indices))
     return heard
+
+
+def play_clip(audio: Audio, speech: list[Span], index: int):
+    """The samples the engine hears of speech segment `index` (`clip_bounds_s`)."""
+    start_s, end_s = clip_bounds_s(speech, index, audio.duration_s)
+    return audio.samples[_sample(start_s):_sample(end_s)]
 
 
 def _sample(at_s: float) -> int:

@@ -7,8 +7,14 @@ script does, "a network outing" becomes "a network outage". The prompt is contex
 where the audio says something else Whisper mostly writes what it hears, but not always. On a promo
 that says "Galaxy S9" where the flow's script says "Galaxy S7", Whisper given the script wrote "S7" on
 every voice of tests/bench/accuracy.py - the caller's product, a finding invented. So the script
-hearing replaces the first hearing only when it says the same numbers and keeps every known product
-name the first hearing heard (`keeps_what_was_heard`); otherwise the first hearing stands.
+hearing replaces the first hearing only when it keeps every number and known product name the first
+hearing heard, and every number it adds is one the audio says (`keeps_what_was_heard`); otherwise the
+first hearing stands.
+
+Whether the audio says a number is asked of Whisper without the script (`confirmed_numbers`): the
+scripted text is scored against the clip with that number and with each of its confusions (one digit
+changed or dropped, a teen for its unit or its tens: "8" against "18", "80", "6", ...), and the number
+stands only if it scores best. Scoring a given text needs no prompt, so the script cannot lean on it.
 
 Measured in tests/bench/accuracy.py (base, the 60 generated clips, catalog vocabulary) and on 48 clips
 whose audio differs from their script by a price, a model or a number: see README, Performance.
@@ -16,7 +22,8 @@ whose audio differs from their script by a price, a model or a number: see READM
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 from rapidfuzz import fuzz
 from rapidfuzz.distance import Levenshtein
@@ -39,6 +46,17 @@ SCRIPT_MARGIN = 5.0
 SCRIPT_MIN_EDITS = 1
 
 
+# A number the script's hearing adds stands when the clip scores the text with it this much higher (sum
+# of token log-probabilities) than with any of its confusions. Measured on base (tests/bench/accuracy.py):
+CONFIRM_MARGIN = 0.0
+
+
+class ScriptHearing(NamedTuple):
+    """A play heard with its script as the prompt, and the numbers it adds that the audio confirms."""
+    transcript: Transcript
+    confirmed: frozenset[str] = frozenset()
+
+
 def distinct_scripts(catalog: Iterable[classify.CatalogMessage]) -> list[str]:
     """The flow's scripts, each once, in catalog order."""
     return list(dict.fromkeys(" ".join(entry.text.split()) for entry in catalog if entry.text.strip()))
@@ -58,30 +76,84 @@ def script_for(heard: str, scripts: list[str]) -> str | None:
     return best if Levenshtein.distance(text.split(), normalise(best).split()) > SCRIPT_MIN_EDITS else None
 
 
-def keeps_what_was_heard(first: Transcript, scripted: Transcript, known_products: Iterable[str]) -> bool:
-    """Whether the hearing made with a script says the same numbers as the first hearing (by value:
-    "$200.00" is "two hundred dollars") and every known product the first heard: what the script may
-    change is how words are spelled and heard, never a price, a time or a model.
+def keeps_what_was_heard(first: Transcript, scripted: Transcript, known_products: Iterable[str],
+                         confirmed: frozenset[str] = frozenset()) -> bool:
+    """Whether the hearing made with a script keeps every number the first hearing heard (by value:
+    "$200.00" is "two hundred dollars") and every known product it named, and adds no number but those
+    `confirmed` by the audio (`confirmed_numbers`): what the script may change is how words are spelled
+    and heard, never a price, a time or a model the audio does not say.
 
-    A number the first hearing did not hear at all is not taken from the script either: "for only
-    nineteen ninety-nine a month" first heard "... repaired to M-Ravenmite ..." (no number) was heard
-    with the script "for only nine ninety-nine a month", the script's price over the audio's. Where the
-    first hearing missed a price, the report shows it missed, marked as unsure, rather than the flow's."""
-    if not normalise(scripted.text) or _numbers(first.text) != _numbers(scripted.text):
+    "for only nineteen ninety-nine a month" first heard "... repaired to M-Ravenmite ..." (no number)
+    was heard with the script "for only nine ninety-nine a month": the script's price over the audio's,
+    which scoring tells apart ("19.99" scores above "9.99" on that clip)."""
+    heard, said = _numbers(first.text), _numbers(scripted.text)
+    if not normalise(scripted.text) or not heard <= said or not said - heard <= confirmed:
         return False
     return all(classify.mentions(scripted.text, product) for product in known_products
                if classify.mentions(first.text, product))
 
 
+def unheard_numbers(first: str, scripted: str) -> set[str]:
+    """The numbers (by value) a scripted hearing says that the first hearing did not."""
+    return _numbers(scripted) - _numbers(first)
+
+
+def confirmed_numbers(scripted: str, unheard: Iterable[str],
+                      score: Callable[[list[str]], list[float] | None]) -> frozenset[str]:
+    """Those of the `unheard` numbers of a scripted hearing that the audio says: `score(texts)` (the
+    engine's Transcriber.score on the play's clip) puts the normalised text with the number above the
+    same text with each of its `confusions` by more than CONFIRM_MARGIN."""
+    words = normalise(scripted).split()
+    confirmed = set()
+    for value in sorted(unheard):
+        places = {i for i, word in enumerate(words) if word[0].isdigit() and _value(word) == value}
+        if not places:
+            continue
+        rivals = confusions(words[min(places)])
+        texts = [" ".join(rival if i in places else word for i, word in enumerate(words))
+                 for rival in [words[min(places)], *rivals]]
+        scores = score(texts)
+        if scores and scores[0] - max(scores[1:]) > CONFIRM_MARGIN:
+            confirmed.add(value)
+    return frozenset(confirmed)
+
+
+def confusions(number: str) -> list[str]:
+    """What a voice saying `number` ("8", "19.99") may be heard as, written as it is: one digit of its
+    whole part changed or dropped, a "1" before it or a "0" after it (eight, eighteen, eighty), a teen
+    for its tens and the other way round (eighteen, eighty); the last digit of its cents changed."""
+    whole, dot, cents = number.partition(".")
+    found = {rival + dot + cents for rival in _whole_confusions(whole)}
+    if cents:
+        found |= {whole + dot + cents[:-1] + digit for digit in DIGITS}
+    return sorted(found - {number}, key=lambda rival: (len(rival), rival))
+
+
+DIGITS = "0123456789"
+
+
+def _whole_confusions(whole: str) -> set[str]:
+    changed = {whole[:i] + digit + whole[i + 1:] for i in range(len(whole)) for digit in DIGITS}
+    dropped = {whole[:i] + whole[i + 1:] for i in range(len(whole))}
+    found = changed | dropped | {"1" + whole, whole + "0"}
+    if len(whole) == 2 and whole[0] == "1" and whole[1] != "0":
+        found.add(whole[1] + "0")  # eighteen, eighty
+    if len(whole) == 2 and whole[1] == "0" and whole[0] not in "01":
+        found.add("1" + whole[0])  # eighty, eighteen
+    return {rival for rival in found if rival and (rival == "0" or not rival.startswith("0"))}
+
+
 def _numbers(text: str) -> set[str]:
     """The numbers a text says, by value: "$200.00" and "two hundred dollars" are both "200"."""
-    values = set()
-    for word in numbers(normalise(text)):
-        try:
-            values.add(f"{float(word):g}")
-        except ValueError:  # "1.1.1.1": not one number, kept as heard
-            values.add(word)
-    return values
+    return {_value(word) for word in numbers(normalise(text))}
+
+
+def _value(word: str) -> str:
+    """A normalised word's number by value ("200.00" -> "200"), or the word when it is none."""
+    try:
+        return f"{float(word):g}"
+    except ValueError:  # "1.1.1.1": not one number, kept as heard
+        return word
 
 
 def heard_with(prompt: str | None, scripts: list[str]) -> str:

@@ -21,6 +21,7 @@ or not, on any machine: a batch gets its parallelism from its workers and from d
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import logging
 import math
@@ -107,6 +108,21 @@ WORD_APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
 # same clip decoded in another batch or with other threads differs from the 5th place on (float32),
 # which more places would now and then carry into a report that must equal an earlier one's.
 WORD_PROBABILITY_PLACES = 2
+
+
+# Transcriber.score: texts scored in batches of this many (CTranslate2 repeats the window's encoding for
+# each text of a batch: 16 x 1500 x 512 floats is 49 MB with base).
+SCORE_BATCH = 16
+# ... and against the encoded positions of the clip's own audio only (plus this margin), not the whole
+# 30 s window's padding: the decoder's cross-attention costs in proportion to the positions it reads,
+# and a 5 s message scored against 1500 positions took 100 ms a text against 30 ms (base, 2 cores).
+# Which of two texts scores higher did not change on any clip tried (tests/test_scripts.py).
+SCORE_EXTRA_POSITIONS = 10
+
+
+def scored_positions(n_frames: int) -> int:
+    """Encoder positions read when scoring a clip of `n_frames` mel frames (two frames a position)."""
+    return min((n_frames + 1) // 2 + SCORE_EXTRA_POSITIONS, 1500)
 
 
 def token_limit(duration_s: float) -> int:
@@ -295,6 +311,13 @@ class Transcriber:
         Engines that can decode several clips at once (faster-whisper) do so here."""
         return [self.transcribe(clip, start_s, prompt) for clip, start_s in zip(clips, _start_times(clips, starts_s))]
 
+    def score(self, samples: np.ndarray, texts: list[str]) -> list[float] | None:
+        """How well each of `texts` reads as the words of `samples` (one window, up to 30 s): the sum of
+        Whisper's log-probabilities of its tokens, each given the audio and the tokens before it (no
+        prompt, no decoding). Texts that differ in one word score the audio's word apart (see
+        audits.scripts.confirmed_numbers). None for a clip longer than one window or no texts."""
+        raise NotImplementedError
+
     def _decode(self, samples: np.ndarray, max_tokens: int, prompt: str | None = None) -> list[Decoded]:
         raise NotImplementedError
 
@@ -333,11 +356,8 @@ class OpenAIWhisper(Transcriber):
         """Give each decoded segment its "words", window by window (see WORD_PREPEND_PUNCTUATION)."""
         from whisper.audio import N_FRAMES, N_SAMPLES, log_mel_spectrogram, pad_or_trim
         from whisper.timing import add_word_timestamps
-        from whisper.tokenizer import get_tokenizer
 
-        model = self.whisper_model
-        tokenizer = get_tokenizer(model.is_multilingual, num_languages=model.num_languages, language="en",
-                                  task="transcribe")
+        model, tokenizer = self.whisper_model, self._tokenizer
         mel = log_mel_spectrogram(samples, model.dims.n_mels, padding=N_SAMPLES)  # (n_mels, frames + N_FRAMES)
         content_frames = mel.shape[-1] - N_FRAMES
         spoken = [segment for segment in segments if segment["text"].strip()]
@@ -347,6 +367,34 @@ class OpenAIWhisper(Transcriber):
                                 mel=pad_or_trim(mel[:, seek:seek + n_frames], N_FRAMES), num_frames=n_frames,
                                 prepend_punctuations=WORD_PREPEND_PUNCTUATION,
                                 append_punctuations=WORD_APPEND_PUNCTUATION, last_speech_timestamp=0.0)
+
+
+    def score(self, samples: np.ndarray, texts: list[str]) -> list[float] | None:
+        import torch
+        from whisper.audio import N_FRAMES, N_SAMPLES, log_mel_spectrogram, pad_or_trim
+
+        model, tokenizer = self.whisper_model, self._tokenizer
+        mel = log_mel_spectrogram(np.ascontiguousarray(samples, dtype=np.float32), model.dims.n_mels, padding=N_SAMPLES)
+        n_frames = mel.shape[-1] - N_FRAMES
+        if n_frames > N_FRAMES or not texts:
+            return None
+        start = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        scores = []
+        with torch.no_grad():
+            audio = model.embed_audio(pad_or_trim(mel[:, :n_frames], N_FRAMES)[None])[:, :scored_positions(n_frames)]
+            for text in texts:
+                text_tokens = tokenizer.encode(" " + text.strip())
+                logprobs = model.logits(torch.tensor([start + text_tokens]), audio)[0].log_softmax(-1)
+                at = torch.arange(len(start) - 1, len(start) - 1 + len(text_tokens))
+                scores.append(float(logprobs[at, torch.tensor(text_tokens)].sum()))
+        return scores
+
+    @functools.cached_property
+    def _tokenizer(self):
+        from whisper.tokenizer import get_tokenizer
+
+        model = self.whisper_model
+        return get_tokenizer(model.is_multilingual, num_languages=model.num_languages, language="en", task="transcribe")
 
 
 class FasterWhisper(Transcriber):
@@ -363,6 +411,7 @@ class FasterWhisper(Transcriber):
         from faster_whisper import WhisperModel
 
         self.compute_type, self._pipeline = compute_type, None
+        self._scored: tuple[bytes, np.ndarray | None] = (b"", None)  # the last clip scored, encoded
         # It logs every clip at INFO ("Processing audio with duration...", "VAD filter removed..."),
         # which an app's INFO logging (holdguard demo, serve) would print for each batch; a level the
         # user set is left alone.
@@ -398,6 +447,29 @@ class FasterWhisper(Transcriber):
             model.add_word_timestamps([list(window)], self.tokenizer, encoder_output, n_frames,
                                       WORD_PREPEND_PUNCTUATION, WORD_APPEND_PUNCTUATION, 0.0)
         return [piece.get("words", []) for piece in pieces]
+
+    def score(self, samples: np.ndarray, texts: list[str]) -> list[float] | None:
+        import ctranslate2
+        from faster_whisper.audio import pad_or_trim
+
+        model = self.whisper_model
+        features = model.feature_extractor(np.ascontiguousarray(samples, dtype=np.float32))
+        n_frames = features.shape[-1] - 1
+        if n_frames > model.feature_extractor.nb_max_frames or not texts:
+            return None
+        key = hashlib.blake2b(features[:, :n_frames].tobytes(), digest_size=16).digest()
+        if self._scored[0] != key:  # a clip is scored once per number it is asked about: encode it once
+            encoded = np.array(model.encode(pad_or_trim(features[:, :n_frames])))[:, :scored_positions(n_frames)]
+            self._scored = (key, encoded)
+        encoded = self._scored[1]
+        tokens = [self.tokenizer.encode(" " + text.strip()) for text in texts]
+        scores = []
+        for first in range(0, len(tokens), SCORE_BATCH):
+            batch = tokens[first:first + SCORE_BATCH]
+            repeated = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.repeat(encoded, len(batch), axis=0)))
+            for result in model.model.align(repeated, self.tokenizer.sot_sequence, batch, [n_frames] * len(batch)):
+                scores.append(float(np.log(np.maximum(result.text_token_probs, 1e-30)).sum()))
+        return scores
 
     def transcribe_many(self, clips: list[np.ndarray], starts_s: list[float] | None = None,
                         prompt: str | None = None) -> list[Transcript]:

@@ -5,6 +5,7 @@ one, what the message library keys on), then real Whisper (base) on generated ho
 mishears comes out as its script, and where the audio says another model or price than the script, the
 audio's stands - the caller's own product is never named from the script alone.
 """
+import functools
 import uuid
 from dataclasses import replace
 
@@ -15,7 +16,8 @@ from app.core.audit import Context, Issue, Span
 from audits import fingerprint, library, pipeline
 from audits.classify import CatalogMessage, mentions
 from audits.data import Transcript
-from audits.scripts import _numbers, distinct_scripts, heard_with, keeps_what_was_heard, script_for
+from audits.scripts import (ScriptHearing, _numbers, confirmed_numbers, confusions, distinct_scripts, heard_with,
+                            keeps_what_was_heard, script_for)
 from tests.audio_fixtures import DEMO_MESSAGES, make_hold
 
 SCRIPTS = distinct_scripts(CatalogMessage(spec["text"], tuple(spec["products"])) for spec in DEMO_MESSAGES.values())
@@ -107,6 +109,54 @@ def test_a_known_product_the_first_named_must_stay_named():
     assert not keeps_what_was_heard(heard(OUTAGE), heard(""), [])  # an empty hearing never replaces one
 
 
+def test_a_number_the_first_missed_is_kept_only_when_the_audio_confirms_it():
+    first = heard("For only aint it either month, the home protection plan covers repairs.")
+    scripted = heard("For only nine ninety-nine a month, the Home Protection Plan covers repairs.")
+    assert not keeps_what_was_heard(first, scripted, ["Home Protection Plan"])
+    assert not keeps_what_was_heard(first, scripted, ["Home Protection Plan"], frozenset({"19.99"}))
+    assert keeps_what_was_heard(first, scripted, ["Home Protection Plan"], frozenset({"9.99"}))
+    # a number the first heard is never given up for a confirmed one
+    assert not keeps_what_was_heard(heard(GALAXY_S9), heard(GALAXY_S7), [], frozenset({"7"}))
+    # the model is a number: "Galaxy S" heard, the script's S7 confirmed by the audio -> named
+    missed = heard("Upgrade to the brand new Galaxy S today and get 50% off your first three months.")
+    named = heard("Upgrade to the brand new Galaxy S7 today and get 50% off your first three months.")
+    assert keeps_what_was_heard(missed, named, ["Galaxy S7"], frozenset({"7"}))
+    assert not keeps_what_was_heard(missed, named, ["Galaxy S7"])
+
+
+def test_a_number_is_weighed_against_what_a_voice_saying_it_may_be_heard_as():
+    assert confusions("8") == ["0", "1", "2", "3", "4", "5", "6", "7", "9", "18", "80"]
+    assert {"8", "80", "10", "19", "28", "118", "180"} <= set(confusions("18"))  # eighteen: eight, eighty
+    assert {"8", "18", "70", "90", "800"} <= set(confusions("80"))
+    assert {"19.99", "1.99", "8.99", "9.95", "90.99"} <= set(confusions("9.99"))
+    assert {"9.99", "29.99", "19.95", "119.99"} <= set(confusions("19.99"))
+    for number in ("0", "7", "18", "200", "9.99", "200.00"):
+        rivals = confusions(number)
+        assert number not in rivals and len(rivals) == len(set(rivals))
+        assert not any(rival.startswith("0") and rival[:2] not in ("0", "0.") for rival in rivals), rivals
+
+
+def test_confirmed_numbers_asks_the_audio_about_each_added_number_and_its_confusions():
+    asked = []
+
+    def score(texts):  # a clip that says "18" and "4"
+        asked.append(texts)
+        return [float(("18" in text.split()) + ("4" in text.split())) for text in texts]
+
+    scripted = "Your estimated wait time is about 8 minutes. You are number 4 in line."
+    assert confirmed_numbers(scripted, {"8", "4"}, score) == frozenset({"4"})
+    four, eight = asked  # in order of value
+    assert eight[0] == "your estimated wait time is about 8 minutes you are number 4 in line"
+    assert eight[1:] == [eight[0].replace(" 8 ", f" {rival} ") for rival in confusions("8")]
+    assert four[0] == eight[0] and len(four) == 1 + len(confusions("4"))
+    # a tie is not a confirmation; nor is an engine that cannot score the clip (over 30 s)
+    assert confirmed_numbers(scripted, {"4"}, lambda texts: [0.0] * len(texts)) == frozenset()
+    assert confirmed_numbers(scripted, {"4"}, lambda texts: None) == frozenset()
+    assert confirmed_numbers(scripted, {"12"}, score) == frozenset()  # not in the text: nothing asked
+    assert confirmed_numbers("Save $200.00 today.", {"200"}, lambda texts: [1.0] + [0.0] * (len(texts) - 1)) \
+        == frozenset({"200"})  # by value, as written
+
+
 # ---------------------------------------------------------------- the message library
 
 def test_the_library_key_names_the_scripts():
@@ -141,7 +191,7 @@ def test_an_entry_heard_with_scripts_is_not_reused_without_them_and_the_other_wa
         scripted = pipeline.script_hearings([planned], scripts)[0]
         if scripted_text is not None:
             assert [script for *_, script in scripted] == [OUTAGE]
-        pipeline.adopt_scripted(scripted, [heard(scripted_text)] * len(scripted), [])
+        pipeline.adopt_scripted(scripted, [ScriptHearing(heard(scripted_text))] * len(scripted), [])
         pipeline.more_hearings([planned])
         known.learn(planned)
         return len(asked), [t.text for t in pipeline.plan_transcripts(planned)]
@@ -177,6 +227,9 @@ class PromptsSeen:
         self.prompts += [prompt] * len(clips)
         self.heard += [(prompt, transcript.text) for transcript in heard]
         return heard
+
+    def score(self, samples, texts):
+        return self.engine.score(samples, texts)
 
 
 def base_engine() -> PromptsSeen:
@@ -267,3 +320,77 @@ def test_the_script_never_puts_its_model_or_price_over_what_the_audio_says(drift
     prices = _numbers(plan.text)
     # the audio's price, or none where the first hearing missed it: never the script's
     assert "9.99" not in prices and all(price.startswith("19") for price in prices), heard
+
+
+# ---------------------------------------------------------------- whether the audio says a number
+
+NOTICE_SAID_8 = DEMO_MESSAGES["outage-northeast"]["text"].replace("6 PM", "8 PM")
+WAIT_SAID_18 = DEMO_MESSAGES["wait-announcement"]["text"].replace("about eight minutes", "about eighteen minutes")
+
+
+@pytest.fixture(scope="module")
+def numbers_hold(tmp_path_factory):
+    """The flow's notice (restored by 6 PM) and wait (about eight minutes) as the flow says them, then
+    as recordings that say 8 PM and eighteen minutes."""
+    messages = {**DEMO_MESSAGES, "notice-8pm": {"text": NOTICE_SAID_8, "category": "notice", "products": []},
+                "wait-18": {"text": WAIT_SAID_18, "category": "wait", "products": []}}
+    return make_hold(tmp_path_factory.mktemp("numbers"), [
+        "music 2", "say outage-northeast", "music 2", "say wait-announcement", "music 2", "say notice-8pm",
+        "music 2", "say wait-18", "music 2"], name="numbers", messages=messages, voice="en-us", speed_wpm=155, seed=3)
+
+
+def speech_of(hold):
+    from audits.audio import load
+
+    audio = load(hold.path)
+    speech = [Span(span["start_s"], span["end_s"], "speech") for span in hold.timeline if span["kind"] == "speech"]
+    return audio, speech
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine_name", ["faster-whisper", "openai-whisper"])
+def test_scoring_tells_the_number_the_audio_says_from_its_confusions(numbers_hold, engine_name):
+    """Transcriber.score, both engines: the text with the number the clip says scores above the same text
+    with the numbers it is confused with, and the engines agree (same weights, same tokens)."""
+    from audits.transcribe import shared_engine
+
+    audio, speech = speech_of(numbers_hold)
+    engine = shared_engine(engine_name, "base")
+    wait = "your estimated wait time is about {} minutes you are number 4 in line"
+    for index, said in ((1, "8"), (3, "18")):
+        texts = [wait.format(number) for number in ("8", "18", "80")]
+        scores = engine.score(pipeline.play_clip(audio, speech, index), texts)
+        assert texts[scores.index(max(scores))] == wait.format(said), scores
+    assert engine.score(np.zeros(31 * 16000, dtype=np.float32), ["a"]) is None  # over one window
+    if engine_name == "openai-whisper":
+        fast = shared_engine("faster-whisper", "base").score(pipeline.play_clip(audio, speech, 3), texts)
+        assert np.allclose(scores, fast, atol=0.2), (scores, fast)
+
+
+@pytest.mark.slow
+def test_a_number_the_first_hearing_missed_comes_from_the_script_only_where_the_audio_says_it(numbers_hold):
+    """The first hearings are given as base heard such clips in other voices, with the number missed
+    ("restored by big CM today", "in a mouth-aiding minute"); heard with the flow's script, a number is
+    confirmed where the recording says the script's number, never where it says another."""
+    from audits.transcribe import shared_engine
+
+    audio, speech = speech_of(numbers_hold)
+    notice, wait = DEMO_MESSAGES["outage-northeast"]["text"], DEMO_MESSAGES["wait-announcement"]["text"]
+    missed_notice = ("We are aware of a network outage affecting customers in the Northeast. Engineers are working "
+                     "on it and expect service to be restored by big CM today.")
+    missed_wait = "Your estimated wait time is in a mouth-aiding minute. You are number four in line."
+    heard = pipeline.transcribe_with_scripts(audio, speech, [0, 1, 2, 3], [notice, wait, notice, wait],
+                                             [missed_notice, missed_wait] * 2, shared_engine("faster-whisper", "base"))
+    engine = shared_engine("faster-whisper", "base")
+    for index, script, number, says in ((0, notice, "6", True), (1, wait, "8", True), (2, notice, "6", False),
+                                        (3, wait, "8", False)):  # the script's own words, scored on each clip
+        score = functools.partial(engine.score, pipeline.play_clip(audio, speech, index))
+        assert confirmed_numbers(script, {number}, score) == ({number} if says else set()), (index, number)
+    said = [{"6"}, {"8"}, {"8"}, {"18"}]
+    texts = [hearing.transcript.text for hearing in heard]
+    for hearing, numbers_said in zip(heard, said):
+        assert hearing.confirmed <= numbers_said, texts  # never a number the audio does not say
+    assert heard[0].confirmed == {"6"} and heard[1].confirmed == {"8"}, texts  # the script's, said
+    for (_, first), hearing, numbers_said in zip([(0, missed_notice), (1, missed_wait)] * 2, heard, said):
+        if keeps_what_was_heard(Transcript(0, 0, first), hearing.transcript, [], hearing.confirmed):
+            assert _numbers(hearing.transcript.text) - {"4"} == numbers_said, texts

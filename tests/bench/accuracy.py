@@ -66,7 +66,8 @@ from app.core.audit import Context, Issue, Span  # noqa: E402
 from audits import pipeline  # noqa: E402
 from audits.classify import CatalogMessage, mentions  # noqa: E402
 from audits.data import SAMPLE_RATE, Transcript  # noqa: E402
-from audits.scripts import distinct_scripts, keeps_what_was_heard, script_for  # noqa: E402
+from audits.scripts import (confirmed_numbers, distinct_scripts, keeps_what_was_heard, script_for,  # noqa: E402
+                            unheard_numbers)
 from audits.transcribe import shared_engine, vocabulary_prompt  # noqa: E402
 from tests.audio_fixtures import DEMO_MESSAGES, generate, make_hold  # noqa: E402
 
@@ -174,7 +175,10 @@ class WithScripts:
             script = script_for(first.text, self.scripts)
             scripted = self.engine.transcribe(clip, prompt=script) if script else None
             self.rehearings += script is not None
-            heard.append(scripted if scripted and keeps_what_was_heard(first, scripted, self.known) else first)
+            confirmed = frozenset()
+            if scripted and (unheard := unheard_numbers(first.text, scripted.text)):
+                confirmed = confirmed_numbers(scripted.text, unheard, lambda texts, clip=clip: self.engine.score(clip, texts))
+            heard.append(scripted if scripted and keeps_what_was_heard(first, scripted, self.known, confirmed) else first)
         return heard
 
 
