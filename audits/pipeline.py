@@ -26,7 +26,7 @@ from app.core.audit import AuditResult, Context, Span
 from audits.data import SAMPLE_RATE, Audio, Transcript
 from audits.library import Entry, Library
 from audits.scripts import (ScriptHearing, confirmed_numbers, distinct_scripts, heard_with, keeps_what_was_heard,
-                            script_for, unheard_numbers)
+                            script_for, adds_numbers)
 
 # Speech segments can start a syllable late (a soft onset under the fading music); Whisper then
 # drops the first word ("Upgrade to..." heard as "to the..."). Each clip gets this much of what
@@ -250,7 +250,7 @@ def script_hearings(plans: list[Plan], scripts: list[str] | tuple) -> list[list[
         mine = []
         for use in planned.uses:
             first = use.entry.hearings[0] if use.before == 0 else None
-            script = script_for(first.text, list(scripts)) if first is not None else None
+            script = script_for(first.text, list(scripts), planned.known_products) if first is not None else None
             if script is not None:
                 mine.append((use.plays[0], use.entry, script))
         asked.append(mine)
@@ -405,9 +405,9 @@ def transcribe_with_scripts(audio: Audio, speech: list[Span], indices: list[int]
     heard = []
     for index, script, first in zip(indices, scripts, first_texts, strict=True):
         scripted = transcribe_plays(audio, speech, [index], transcriber, prompt=script)[0]
-        unheard, confirmed = unheard_numbers(first, scripted.text), frozenset()
-        if unheard and hasattr(transcriber, "score"):
-            confirmed = confirmed_numbers(scripted.text, unheard,
+        confirmed = frozenset()
+        if adds_numbers(first, scripted.text) and hasattr(transcriber, "score"):
+            confirmed = confirmed_numbers(scripted.text, first,
                                           functools.partial(transcriber.score, play_clip(audio, speech, index)))
         heard.append(ScriptHearing(scripted, confirmed))
         if on_segment:

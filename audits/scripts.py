@@ -47,7 +47,11 @@ SCRIPT_MIN_EDITS = 1
 
 
 # A number the script's hearing adds stands when the clip scores the text with it this much higher (sum
-# of token log-probabilities) than with any of its confusions. Measured on base (tests/bench/accuracy.py):
+# of token log-probabilities) than with any of its confusions. Measured on base (tests/bench/accuracy.py,
+# 2026-11-30): of the numbers base's scripted hearings added, the 12 the audio does not say (drifted
+# clips: S7 for S9, 8 for eighteen) all scored 3.4 or more below a rival; of the 49 it says, 39 scored
+# best (by 0.03 to 5.5), most of the others under a near twin ("9.99" and "1.99"). Any margin above 0
+# would lose right numbers with no wrong one left to stop.
 CONFIRM_MARGIN = 0.0
 
 
@@ -62,9 +66,11 @@ def distinct_scripts(catalog: Iterable[classify.CatalogMessage]) -> list[str]:
     return list(dict.fromkeys(" ".join(entry.text.split()) for entry in catalog if entry.text.strip()))
 
 
-def script_for(heard: str, scripts: list[str]) -> str | None:
+def script_for(heard: str, scripts: list[str], known_products: Iterable[str] = ()) -> str | None:
     """The script a hearing reads like (SCRIPT_MIN_RATIO, SCRIPT_MARGIN ahead of the next), or None when
-    none does or the hearing says it but for SCRIPT_MIN_EDITS word (not worth hearing again)."""
+    none does or the hearing says it but for SCRIPT_MIN_EDITS word (not worth hearing again) - unless
+    that word is in a known product's name the script says and the hearing does not ("the phone
+    protection plan" for "the Home Protection Plan")."""
     text = normalise(heard)
     if not text or not scripts:
         return None
@@ -73,45 +79,55 @@ def script_for(heard: str, scripts: list[str]) -> str | None:
     runner_up = scored[1][0] if len(scored) > 1 else 0.0
     if best_ratio < SCRIPT_MIN_RATIO or best_ratio - runner_up < SCRIPT_MARGIN:
         return None
-    return best if Levenshtein.distance(text.split(), normalise(best).split()) > SCRIPT_MIN_EDITS else None
+    if Levenshtein.distance(text.split(), normalise(best).split()) > SCRIPT_MIN_EDITS:
+        return best
+    missed = any(classify.mentions(best, product) and not classify.mentions(heard, product)
+                 for product in known_products)
+    return best if missed else None
 
 
 def keeps_what_was_heard(first: Transcript, scripted: Transcript, known_products: Iterable[str],
                          confirmed: frozenset[str] = frozenset()) -> bool:
-    """Whether the hearing made with a script keeps every number the first hearing heard (by value:
-    "$200.00" is "two hundred dollars") and every known product it named, and adds no number but those
-    `confirmed` by the audio (`confirmed_numbers`): what the script may change is how words are spelled
-    and heard, never a price, a time or a model the audio does not say.
+    """Whether the hearing made with a script keeps every known product the first hearing named, and
+    every number it heard (by value: "$200.00" is "two hundred dollars") unless the audio prefers the
+    script's (`confirmed_numbers`): what the script may change is how words are spelled and heard,
+    never a price, a time or a model the audio does not say.
 
-    "for only nineteen ninety-nine a month" first heard "... repaired to M-Ravenmite ..." (no number)
-    was heard with the script "for only nine ninety-nine a month": the script's price over the audio's,
-    which scoring tells apart ("19.99" scores above "9.99" on that clip)."""
+    A number the scripted hearing adds must be `confirmed`; one it drops must have lost to them: "for
+    only nineteen ninety-nine a month" first heard "... repaired to M-Ravenmite ..." (no number) was
+    heard with the script "for only nine ninety-nine a month", the script's price over the audio's, which
+    scoring tells apart; "For only 99.9 a month" heard as the script's "nine ninety-nine" is the script's
+    price where the clip scores 9.99 over 99.9 and over every confusion of 9.99."""
     heard, said = _numbers(first.text), _numbers(scripted.text)
-    if not normalise(scripted.text) or not heard <= said or not said - heard <= confirmed:
+    added, dropped = said - heard, heard - said
+    if not normalise(scripted.text) or not added <= confirmed or (dropped and not added):
         return False
     return all(classify.mentions(scripted.text, product) for product in known_products
                if classify.mentions(first.text, product))
 
 
-def unheard_numbers(first: str, scripted: str) -> set[str]:
-    """The numbers (by value) a scripted hearing says that the first hearing did not."""
-    return _numbers(scripted) - _numbers(first)
+def adds_numbers(first: str, scripted: str) -> bool:
+    """Whether a scripted hearing says a number (by value) the first hearing did not."""
+    return bool(_numbers(scripted) - _numbers(first))
 
 
-def confirmed_numbers(scripted: str, unheard: Iterable[str],
-                      score: Callable[[list[str]], list[float] | None]) -> frozenset[str]:
-    """Those of the `unheard` numbers of a scripted hearing that the audio says: `score(texts)` (the
-    engine's Transcriber.score on the play's clip) puts the normalised text with the number above the
-    same text with each of its `confusions` by more than CONFIRM_MARGIN."""
+def confirmed_numbers(scripted: str, first: str, score: Callable[[list[str]], list[float] | None]) -> frozenset[str]:
+    """The numbers (by value) a scripted hearing adds to the `first` hearing that the audio says:
+    `score(texts)` (the engine's Transcriber.score on the play's clip) puts the normalised scripted text
+    above the same text with the number replaced by each of its `confusions` and by each number the
+    first hearing heard and the scripted one dropped, by more than CONFIRM_MARGIN."""
+    heard, said = _numbers(first), _numbers(scripted)
+    dropped = sorted(heard - said)
     words = normalise(scripted).split()
     confirmed = set()
-    for value in sorted(unheard):
+    for value in sorted(said - heard):
         places = {i for i, word in enumerate(words) if word[0].isdigit() and _value(word) == value}
         if not places:
             continue
-        rivals = confusions(words[min(places)])
+        written = words[min(places)]
+        rivals = list(dict.fromkeys([*confusions(written), *dropped]))
         texts = [" ".join(rival if i in places else word for i, word in enumerate(words))
-                 for rival in [words[min(places)], *rivals]]
+                 for rival in [written, *rivals]]
         scores = score(texts)
         if scores and scores[0] - max(scores[1:]) > CONFIRM_MARGIN:
             confirmed.add(value)

@@ -3,6 +3,7 @@
     engine = load_engine("faster-whisper", "tiny.en")
     transcript = engine.transcribe(samples, start_s=70.0)   # samples: float32, 16 kHz, mono
     transcripts = engine.transcribe_many([clip_a, clip_b], starts_s=[70.0, 120.0])
+    engine.score(samples, ["about 8 minutes", "about 18 minutes"])  # which the clip says (log-probabilities)
 
 Each clip is its own decoding window (a clip over 30 s, several), so a clip's text and scores do not
 depend on the clips beside it; faster-whisper decodes up to BATCH_CLIPS clips of up to 20 s (with the
@@ -458,10 +459,10 @@ class FasterWhisper(Transcriber):
         if n_frames > model.feature_extractor.nb_max_frames or not texts:
             return None
         key = hashlib.blake2b(features[:, :n_frames].tobytes(), digest_size=16).digest()
-        if self._scored[0] != key:  # a clip is scored once per number it is asked about: encode it once
+        scored_key, encoded = self._scored  # one read: another thread may score another clip
+        if scored_key != key:  # a clip is scored once per number it is asked about: encode it once
             encoded = np.array(model.encode(pad_or_trim(features[:, :n_frames])))[:, :scored_positions(n_frames)]
             self._scored = (key, encoded)
-        encoded = self._scored[1]
         tokens = [self.tokenizer.encode(" " + text.strip()) for text in texts]
         scores = []
         for first in range(0, len(tokens), SCORE_BATCH):

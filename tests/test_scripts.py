@@ -66,6 +66,11 @@ def test_a_hearing_one_word_from_its_script_is_not_heard_again():
     assert script_for(OUTAGE.replace("network outage", "network outing"), SCRIPTS) is None
     assert script_for(OUTAGE.replace("network outage", "network outing").replace("customers", "customer"),
                       SCRIPTS) == OUTAGE
+    # ... unless the word is a known product's name the script says: that is what the hearing is for
+    phone_plan = PLAN_SCRIPT.replace("Home Protection Plan", "phone protection plan")
+    assert script_for(phone_plan, [*SCRIPTS, PLAN_SCRIPT]) is None
+    assert script_for(phone_plan, [*SCRIPTS, PLAN_SCRIPT], ["Home Protection Plan"]) == PLAN_SCRIPT
+    assert script_for(OUTAGE.replace("network outage", "network outing"), SCRIPTS, ["Home Protection Plan"]) is None
 
 
 # ---------------------------------------------------------------- when the scripted hearing may replace the first
@@ -115,8 +120,13 @@ def test_a_number_the_first_missed_is_kept_only_when_the_audio_confirms_it():
     assert not keeps_what_was_heard(first, scripted, ["Home Protection Plan"])
     assert not keeps_what_was_heard(first, scripted, ["Home Protection Plan"], frozenset({"19.99"}))
     assert keeps_what_was_heard(first, scripted, ["Home Protection Plan"], frozenset({"9.99"}))
-    # a number the first heard is never given up for a confirmed one
-    assert not keeps_what_was_heard(heard(GALAXY_S9), heard(GALAXY_S7), [], frozenset({"7"}))
+    # a number the first heard is given up only for one the audio prefers to it
+    assert keeps_what_was_heard(heard(GALAXY_S9), heard(GALAXY_S7), [], frozenset({"7"}))
+    misheard = heard("For only 99.9 a month, the phone protection plan comes and returns to every device.")
+    assert keeps_what_was_heard(misheard, scripted, ["Home Protection Plan"], frozenset({"9.99"}))
+    assert not keeps_what_was_heard(misheard, scripted, ["Home Protection Plan"])
+    assert not keeps_what_was_heard(heard("Save 20 dollars a month for 2 years."),  # dropped, nothing in its place
+                                    heard("Save twenty dollars a month for a year."), [], frozenset({"20"}))
     # the model is a number: "Galaxy S" heard, the script's S7 confirmed by the audio -> named
     missed = heard("Upgrade to the brand new Galaxy S today and get 50% off your first three months.")
     named = heard("Upgrade to the brand new Galaxy S7 today and get 50% off your first three months.")
@@ -144,16 +154,21 @@ def test_confirmed_numbers_asks_the_audio_about_each_added_number_and_its_confus
         return [float(("18" in text.split()) + ("4" in text.split())) for text in texts]
 
     scripted = "Your estimated wait time is about 8 minutes. You are number 4 in line."
-    assert confirmed_numbers(scripted, {"8", "4"}, score) == frozenset({"4"})
+    assert confirmed_numbers(scripted, "Your estimated wait time is about a minute.", score) == frozenset({"4"})
     four, eight = asked  # in order of value
     assert eight[0] == "your estimated wait time is about 8 minutes you are number 4 in line"
     assert eight[1:] == [eight[0].replace(" 8 ", f" {rival} ") for rival in confusions("8")]
     assert four[0] == eight[0] and len(four) == 1 + len(confusions("4"))
+    # a number the first heard and the scripted one dropped is a rival too
+    asked.clear()
+    assert confirmed_numbers(scripted, "Your wait is about 99 minutes. You are number 4 in line.", score) == frozenset()
+    (eight,) = asked
+    assert eight[1:] == [eight[0].replace(" 8 ", f" {rival} ") for rival in [*confusions("8"), "99"]]
     # a tie is not a confirmation; nor is an engine that cannot score the clip (over 30 s)
-    assert confirmed_numbers(scripted, {"4"}, lambda texts: [0.0] * len(texts)) == frozenset()
-    assert confirmed_numbers(scripted, {"4"}, lambda texts: None) == frozenset()
-    assert confirmed_numbers(scripted, {"12"}, score) == frozenset()  # not in the text: nothing asked
-    assert confirmed_numbers("Save $200.00 today.", {"200"}, lambda texts: [1.0] + [0.0] * (len(texts) - 1)) \
+    assert confirmed_numbers(scripted, "", lambda texts: [0.0] * len(texts)) == frozenset()
+    assert confirmed_numbers(scripted, "", lambda texts: None) == frozenset()
+    assert confirmed_numbers(scripted, "about 8 minutes, number 4", score) == frozenset()  # nothing added
+    assert confirmed_numbers("Save $200.00 today.", "", lambda texts: [1.0] + [0.0] * (len(texts) - 1)) \
         == frozenset({"200"})  # by value, as written
 
 
@@ -385,7 +400,8 @@ def test_a_number_the_first_hearing_missed_comes_from_the_script_only_where_the_
     for index, script, number, says in ((0, notice, "6", True), (1, wait, "8", True), (2, notice, "6", False),
                                         (3, wait, "8", False)):  # the script's own words, scored on each clip
         score = functools.partial(engine.score, pipeline.play_clip(audio, speech, index))
-        assert confirmed_numbers(script, {number}, score) == ({number} if says else set()), (index, number)
+        missed = script.replace(number + " ", "").replace({"8": "eight ", "6": ""}[number], "")
+        assert confirmed_numbers(script, missed, score) == ({number} if says else set()), (index, number, missed)
     said = [{"6"}, {"8"}, {"8"}, {"18"}]
     texts = [hearing.transcript.text for hearing in heard]
     for hearing, numbers_said in zip(heard, said):

@@ -47,6 +47,7 @@ Prints Markdown tables and the machine. Nothing here runs in the test suite.
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
 import shutil
 import subprocess
@@ -66,8 +67,8 @@ from app.core.audit import Context, Issue, Span  # noqa: E402
 from audits import pipeline  # noqa: E402
 from audits.classify import CatalogMessage, mentions  # noqa: E402
 from audits.data import SAMPLE_RATE, Transcript  # noqa: E402
-from audits.scripts import (confirmed_numbers, distinct_scripts, keeps_what_was_heard, script_for,  # noqa: E402
-                            unheard_numbers)
+from audits.scripts import (adds_numbers, confirmed_numbers, distinct_scripts, keeps_what_was_heard,  # noqa: E402
+                            script_for)
 from audits.transcribe import shared_engine, vocabulary_prompt  # noqa: E402
 from tests.audio_fixtures import DEMO_MESSAGES, generate, make_hold  # noqa: E402
 
@@ -172,12 +173,12 @@ class WithScripts:
     def transcribe_many(self, clips: list[np.ndarray], prompt: str | None = None) -> list[Transcript]:
         heard, self.firsts = [], self.engine.transcribe_many(clips, prompt=prompt)
         for clip, first in zip(clips, self.firsts):
-            script = script_for(first.text, self.scripts)
+            script = script_for(first.text, self.scripts, self.known)
             scripted = self.engine.transcribe(clip, prompt=script) if script else None
             self.rehearings += script is not None
             confirmed = frozenset()
-            if scripted and (unheard := unheard_numbers(first.text, scripted.text)):
-                confirmed = confirmed_numbers(scripted.text, unheard, lambda texts, clip=clip: self.engine.score(clip, texts))
+            if scripted and adds_numbers(first.text, scripted.text):
+                confirmed = confirmed_numbers(scripted.text, first.text, functools.partial(self.engine.score, clip))
             heard.append(scripted if scripted and keeps_what_was_heard(first, scripted, self.known, confirmed) else first)
         return heard
 
