@@ -412,7 +412,6 @@ class FasterWhisper(Transcriber):
         from faster_whisper import WhisperModel
 
         self.compute_type, self._pipeline = compute_type, None
-        self._scored: tuple[bytes, np.ndarray | None] = (b"", None)  # the last clip scored, encoded
         # It logs every clip at INFO ("Processing audio with duration...", "VAD filter removed..."),
         # which an app's INFO logging (holdguard demo, serve) would print for each batch; a level the
         # user set is left alone.
@@ -420,8 +419,8 @@ class FasterWhisper(Transcriber):
         if whisper_log.level == logging.NOTSET:
             whisper_log.setLevel(logging.WARNING)
         try:
-            self.whisper_model = WhisperModel(str(model_dir), device="cpu", compute_type=compute_type,
-                                              cpu_threads=threads, local_files_only=True)
+            self.whisper_model = _remembering(WhisperModel)(str(model_dir), device="cpu", compute_type=compute_type,
+                                                            cpu_threads=threads, local_files_only=True)
         except (RuntimeError, ValueError, OSError) as error:
             raise ModelError(f"{model_dir}: faster-whisper cannot load it ({str(error).strip()})") from error
 
@@ -458,11 +457,7 @@ class FasterWhisper(Transcriber):
         n_frames = features.shape[-1] - 1
         if n_frames > model.feature_extractor.nb_max_frames or not texts:
             return None
-        key = hashlib.blake2b(features[:, :n_frames].tobytes(), digest_size=16).digest()
-        scored_key, encoded = self._scored  # one read: another thread may score another clip
-        if scored_key != key:  # a clip is scored once per number it is asked about: encode it once
-            encoded = np.array(model.encode(pad_or_trim(features[:, :n_frames])))[:, :scored_positions(n_frames)]
-            self._scored = (key, encoded)
+        encoded = model.encoded(pad_or_trim(features[:, :n_frames]))[None, :scored_positions(n_frames)]
         tokens = [self.tokenizer.encode(" " + text.strip()) for text in texts]
         scores = []
         for first in range(0, len(tokens), SCORE_BATCH):
@@ -546,6 +541,38 @@ class FasterWhisper(Transcriber):
         if self._pipeline is None:
             self._pipeline = BatchedInferencePipeline(self.whisper_model)
         return self._pipeline
+
+
+def _remembering(whisper_model_class):
+    """faster-whisper's WhisperModel, remembering the windows it last encoded: a clip is scored
+    (Transcriber.score) right after it was heard, and its encoding - the costly half of Whisper, 0.7 s
+    of base's on 2 cores - is then the one its hearing made (the batched pipeline and the scoring cut the
+    same features from the same clip). Keyed by the features' digest; only the last batch is kept."""
+
+    class Remembering(whisper_model_class):
+        _last: tuple = ()  # ((digest, encoding), ...) of the last batch, replaced whole: safe across threads
+
+        def encode(self, features: np.ndarray):
+            output = super().encode(features)
+            batch = features if features.ndim == 3 else features[None]
+            if output.device == "cpu":
+                encoded = np.array(output)
+                self._last = tuple((_digest(window), encoded[i]) for i, window in enumerate(batch))
+            return output
+
+        def encoded(self, window: np.ndarray) -> np.ndarray:
+            """One window's encoding (positions, width), remembered or computed."""
+            digest = _digest(window)
+            for known, encoding in self._last:
+                if known == digest:
+                    return encoding
+            return np.array(self.encode(window))[0]
+
+    return Remembering
+
+
+def _digest(window: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(window).tobytes(), digest_size=16).digest()
 
 
 def _decoded(segment, words=None) -> Decoded:

@@ -372,11 +372,23 @@ def test_scoring_tells_the_number_the_audio_says_from_its_confusions(numbers_hol
     audio, speech = speech_of(numbers_hold)
     engine = shared_engine(engine_name, "base")
     wait = "your estimated wait time is about {} minutes you are number 4 in line"
+    scores_of_1 = None
     for index, said in ((1, "8"), (3, "18")):
         texts = [wait.format(number) for number in ("8", "18", "80")]
         scores = engine.score(pipeline.play_clip(audio, speech, index), texts)
         assert texts[scores.index(max(scores))] == wait.format(said), scores
+        scores_of_1 = scores if index == 1 else scores_of_1
     assert engine.score(np.zeros(31 * 16000, dtype=np.float32), ["a"]) is None  # over one window
+    if engine_name == "faster-whisper":  # a clip scored right after it was heard: its hearing's encoding
+        clip, encoded = pipeline.play_clip(audio, speech, 1), []
+        engine.transcribe_many([clip])
+        engine.whisper_model.encode = lambda features: encoded.append(features) or type(engine.whisper_model).encode(
+            engine.whisper_model, features)
+        try:
+            assert engine.score(clip, texts) == scores_of_1
+        finally:
+            del engine.whisper_model.encode
+        assert encoded == []
     if engine_name == "openai-whisper":
         fast = shared_engine("faster-whisper", "base").score(pipeline.play_clip(audio, speech, 3), texts)
         assert np.allclose(scores, fast, atol=0.2), (scores, fast)
