@@ -263,6 +263,9 @@ class LoadingEngine:
     def transcribe_many(self, clips, starts_s=None, prompt: str | None = None):
         return self._loaded.result().transcribe_many(clips, starts_s, prompt=prompt)
 
+    def score(self, samples, texts: list[str]):
+        return self._loaded.result().score(samples, texts)
+
 
 def _report_failure(progress: Progress, path: Path, error: str) -> tuple[str, str]:
     progress.write(f"Error: {error}", file=sys.stderr)

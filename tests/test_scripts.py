@@ -389,6 +389,9 @@ def test_scoring_tells_the_number_the_audio_says_from_its_confusions(numbers_hol
         finally:
             del engine.whisper_model.encode
         assert encoded == []
+    from audits.batch import LoadingEngine  # what `holdguard audit` hears with in one process
+
+    assert LoadingEngine(engine_name, "base").score(pipeline.play_clip(audio, speech, 3), texts) == scores
     if engine_name == "openai-whisper":
         fast = shared_engine("faster-whisper", "base").score(pipeline.play_clip(audio, speech, 3), texts)
         assert np.allclose(scores, fast, atol=0.2), (scores, fast)
