@@ -25,8 +25,8 @@ from audits import classify, messages, rules
 from app.core.audit import AuditResult, Context, Span
 from audits.data import SAMPLE_RATE, Audio, Transcript
 from audits.library import Entry, Library
-from audits.scripts import (ScriptHearing, confirmed_numbers, distinct_scripts, heard_with, keeps_what_was_heard,
-                            script_for, adds_numbers)
+from audits.scripts import (ScriptHearing, adds_numbers, confirmed_numbers, distinct_scripts, heard_with,
+                            keeps_what_was_heard, script_for)
 
 # Speech segments can start a syllable late (a soft onset under the fading music); Whisper then
 # drops the first word ("Upgrade to..." heard as "to the..."). Each clip gets this much of what

@@ -117,7 +117,7 @@ SCORE_BATCH = 16
 # ... and against the encoded positions of the clip's own audio only (plus this margin), not the whole
 # 30 s window's padding: the decoder's cross-attention costs in proportion to the positions it reads,
 # and a 5 s message scored against 1500 positions took 100 ms a text against 30 ms (base, 2 cores).
-# Which of two texts scores higher did not change on any clip tried (tests/test_scripts.py).
+# Which of two texts scores higher did not change on any clip tried (tests/bench/README.md, accuracy.py).
 SCORE_EXTRA_POSITIONS = 10
 
 
