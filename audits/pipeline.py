@@ -25,7 +25,7 @@ from audits import classify, messages, rules
 from app.core.audit import AuditResult, Context, Span
 from audits.data import SAMPLE_RATE, Audio, Transcript
 from audits.library import Entry, Library
-from audits.scripts import (ScriptHearing, adds_numbers, confirmed_numbers, distinct_scripts, heard_with,
+from audits.scripts import (ScriptHearing, confirmed_numbers, distinct_scripts, heard_with,
                             keeps_what_was_heard, script_for)
 
 # Speech segments can start a syllable late (a soft onset under the fading music); Whisper then
@@ -406,7 +406,7 @@ def transcribe_with_scripts(audio: Audio, speech: list[Span], indices: list[int]
     for index, script, first in zip(indices, scripts, first_texts, strict=True):
         scripted = transcribe_plays(audio, speech, [index], transcriber, prompt=script)[0]
         confirmed = frozenset()
-        if adds_numbers(first, scripted.text) and hasattr(transcriber, "score"):
+        if hasattr(transcriber, "score"):  # scored only for a number the scripted hearing adds
             confirmed = confirmed_numbers(scripted.text, first,
                                           functools.partial(transcriber.score, play_clip(audio, speech, index)))
         heard.append(ScriptHearing(scripted, confirmed))

@@ -106,16 +106,12 @@ def keeps_what_was_heard(first: Transcript, scripted: Transcript, known_products
                if classify.mentions(first.text, product))
 
 
-def adds_numbers(first: str, scripted: str) -> bool:
-    """Whether a scripted hearing says a number (by value) the first hearing did not."""
-    return bool(_numbers(scripted) - _numbers(first))
-
-
 def confirmed_numbers(scripted: str, first: str, score: Callable[[list[str]], list[float] | None]) -> frozenset[str]:
     """The numbers (by value) a scripted hearing adds to the `first` hearing that the audio says:
     `score(texts)` (the engine's Transcriber.score on the play's clip) puts the normalised scripted text
     above the same text with the number replaced by each of its `confusions` and by each number the
-    first hearing heard and the scripted one dropped, by more than CONFIRM_MARGIN."""
+    first hearing heard and the scripted one dropped, by more than CONFIRM_MARGIN. Nothing is scored when
+    the scripted hearing adds no number."""
     heard, said = _numbers(first), _numbers(scripted)
     dropped = sorted(heard - said)
     words = normalise(scripted).split()

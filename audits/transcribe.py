@@ -369,7 +369,6 @@ class OpenAIWhisper(Transcriber):
                                 prepend_punctuations=WORD_PREPEND_PUNCTUATION,
                                 append_punctuations=WORD_APPEND_PUNCTUATION, last_speech_timestamp=0.0)
 
-
     def score(self, samples: np.ndarray, texts: list[str]) -> list[float] | None:
         import torch
         from whisper.audio import N_FRAMES, N_SAMPLES, log_mel_spectrogram, pad_or_trim
