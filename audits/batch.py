@@ -44,6 +44,7 @@ from audits.scripts import distinct_scripts, heard_with
 
 if TYPE_CHECKING:  # the numeric stack loads in workers after their thread limits are set
     from app.core.audit import Context, Span
+    from audits.data import Transcript
 
 # What start_worker loaded, once per worker process: a LoadingEngine.
 _worker_transcriber = None
@@ -96,7 +97,7 @@ class Hear:
     plays: list[int]
     prompt: str | None
     scripts: list[str] | None = None  # per play: heard with its script as the prompt instead
-    firsts: list[str] | None = None  # ... and the first hearing's text, to tell what the script adds
+    firsts: list[Transcript] | None = None  # ... and the first hearings, to tell what the script adds
 
     def run(self, transcriber) -> Outcome:
         from audits import pipeline

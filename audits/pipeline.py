@@ -25,7 +25,7 @@ from audits import classify, messages, rules
 from app.core.audit import AuditResult, Context, Span
 from audits.data import SAMPLE_RATE, Audio, Transcript
 from audits.library import Entry, Library
-from audits.scripts import (ScriptHearing, confirmed_numbers, distinct_scripts, heard_with,
+from audits.scripts import (ScriptHearing, distinct_scripts, heard_with, hearing_with_script,
                             keeps_what_was_heard, script_for)
 
 # Speech segments can start a syllable late (a soft onset under the fading music); Whisper then
@@ -257,9 +257,9 @@ def script_hearings(plans: list[Plan], scripts: list[str] | tuple) -> list[list[
     return asked
 
 
-def firsts(asked: list[Scripted]) -> list[str]:
-    """The first hearings' texts of the entries asked to be heard with their scripts."""
-    return [entry.hearings[0].text for _, entry, _ in asked]
+def firsts(asked: list[Scripted]) -> list[Transcript]:
+    """The first hearings of the entries asked to be heard with their scripts."""
+    return [entry.hearings[0] for _, entry, _ in asked]
 
 
 def adopt_scripted(asked: list[Scripted], heard: list[ScriptHearing], known_products: list[str]) -> None:
@@ -397,19 +397,17 @@ def transcribe_plays(audio: Audio, speech: list[Span], indices: Iterable[int], t
 
 
 def transcribe_with_scripts(audio: Audio, speech: list[Span], indices: list[int], scripts: list[str],
-                            first_texts: list[str], transcriber,
+                            first_hearings: list[Transcript], transcriber,
                             on_segment: Callable[[int, int], None] | None = None) -> list[ScriptHearing]:
-    """Each play alone, with its script as the prompt (`transcribe_plays`), and the numbers that hearing
-    adds to its `first_texts` that the clip confirms (audits.scripts.confirmed_numbers; none with an
-    engine that cannot score); `on_segment(done, total)` after each."""
+    """Each play alone, with its script as the prompt (`transcribe_plays`), its numbers judged by the
+    clip against its first hearing's (audits.scripts.hearing_with_script; not with an engine that
+    cannot score); `on_segment(done, total)` after each."""
     heard = []
-    for index, script, first in zip(indices, scripts, first_texts, strict=True):
+    for index, script, first in zip(indices, scripts, first_hearings, strict=True):
         scripted = transcribe_plays(audio, speech, [index], transcriber, prompt=script)[0]
-        confirmed = frozenset()
-        if hasattr(transcriber, "score"):  # scored only for a number the scripted hearing adds
-            confirmed = confirmed_numbers(scripted.text, first,
-                                          functools.partial(transcriber.score, play_clip(audio, speech, index)))
-        heard.append(ScriptHearing(scripted, confirmed))
+        score = (functools.partial(transcriber.score, play_clip(audio, speech, index))
+                 if hasattr(transcriber, "score") else None)
+        heard.append(hearing_with_script(first, scripted, score))
         if on_segment:
             on_segment(len(heard), len(indices))
     return heard

@@ -11,7 +11,7 @@ hearing replaces the first hearing only when it keeps every number and known pro
 hearing heard, and every number it adds is one the audio says (`keeps_what_was_heard`); otherwise the
 first hearing stands.
 
-Whether the audio says a number is asked of Whisper without the script (`confirmed_numbers`): the
+Whether the audio says a number is asked of Whisper without the script (`judge_numbers`): the
 scripted text is scored against the clip with that number and with each of its confusions (one digit
 changed or dropped, a teen for its unit or its tens: "8" against "18", "80", "6", ...), and the number
 stands only if it scores best. Scoring a given text needs no prompt, so the script cannot lean on it.
@@ -22,12 +22,14 @@ whose audio differs from their script by a price, a model or a number: see READM
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from rapidfuzz import fuzz
 from rapidfuzz.distance import Levenshtein
 
+from app.core.audit import Word, words_of
 from audits import classify
 from audits.data import Transcript
 from audits.messages import normalise, numbers
@@ -90,7 +92,7 @@ def keeps_what_was_heard(first: Transcript, scripted: Transcript, known_products
                          confirmed: frozenset[str] = frozenset()) -> bool:
     """Whether the hearing made with a script keeps every known product the first hearing named, and
     every number it heard (by value: "$200.00" is "two hundred dollars") unless the audio prefers the
-    script's (`confirmed_numbers`): what the script may change is how words are spelled and heard,
+    script's (`judge_numbers`): what the script may change is how words are spelled and heard,
     never a price, a time or a model the audio does not say.
 
     A number the scripted hearing adds must be `confirmed`; one it drops must have lost to them: "for
@@ -106,16 +108,23 @@ def keeps_what_was_heard(first: Transcript, scripted: Transcript, known_products
                if classify.mentions(first.text, product))
 
 
-def confirmed_numbers(scripted: str, first: str, score: Callable[[list[str]], list[float] | None]) -> frozenset[str]:
-    """The numbers (by value) a scripted hearing adds to the `first` hearing that the audio says:
-    `score(texts)` (the engine's Transcriber.score on the play's clip) puts the normalised scripted text
-    above the same text with the number replaced by each of its `confusions` and by each number the
-    first hearing heard and the scripted one dropped, by more than CONFIRM_MARGIN. Nothing is scored when
-    the scripted hearing adds no number."""
+class Judged(NamedTuple):
+    """What the audio says of the numbers a scripted hearing adds to the first hearing."""
+    confirmed: frozenset[str]  # by value: the audio says it
+    heard_instead: dict[str, str]  # by value: the number the first hearing heard in its place, which the audio prefers
+
+
+def judge_numbers(scripted: str, first: str, score: Callable[[list[str]], list[float] | None]) -> Judged:
+    """The numbers (by value) a scripted hearing adds to the `first` hearing, judged by the audio:
+    `score(texts)` (the engine's Transcriber.score on the play's clip) weighs the normalised scripted
+    text against the same text with the number replaced by each of its `confusions` and by each number
+    the first hearing heard and the scripted one dropped. The number is confirmed when it scores best
+    by more than CONFIRM_MARGIN; when a number the first hearing heard scores best, it is heard
+    instead. Nothing is scored when the scripted hearing adds no number."""
     heard, said = _numbers(first), _numbers(scripted)
     dropped = sorted(heard - said)
     words = normalise(scripted).split()
-    confirmed = set()
+    confirmed, heard_instead = set(), {}
     for value in sorted(said - heard):
         places = {i for i, word in enumerate(words) if word[0].isdigit() and _value(word) == value}
         if not places:
@@ -125,9 +134,67 @@ def confirmed_numbers(scripted: str, first: str, score: Callable[[list[str]], li
         texts = [" ".join(rival if i in places else word for i, word in enumerate(words))
                  for rival in [written, *rivals]]
         scores = score(texts)
-        if scores and scores[0] - max(scores[1:]) > CONFIRM_MARGIN:
+        if not scores:
+            continue
+        best = max(range(len(rivals)), key=lambda k: scores[k + 1])
+        if scores[0] - scores[best + 1] > CONFIRM_MARGIN:
             confirmed.add(value)
-    return frozenset(confirmed)
+        elif _value(rivals[best]) in dropped:
+            heard_instead[value] = _value(rivals[best])
+    return Judged(frozenset(confirmed), heard_instead)
+
+
+def hearing_with_script(first: Transcript, scripted: Transcript,
+                        score: Callable[[list[str]], list[float] | None] | None) -> ScriptHearing:
+    """A play's hearing with its script, its numbers judged by the audio (`judge_numbers`; none without a
+    `score`): a number the audio prefers the first hearing's to is put back as first heard, so what the
+    script mends elsewhere ("the phone protection plan" -> "the Home Protection Plan") is not lost with
+    a price the voice said too fast ("For only 99.9 a month" stays)."""
+    if score is None:
+        return ScriptHearing(scripted)
+    judged = judge_numbers(scripted.text, first.text, score)
+    for said, heard in judged.heard_instead.items():
+        scripted = put_back(scripted, first, said, heard)
+    return ScriptHearing(scripted, judged.confirmed)
+
+
+def put_back(scripted: Transcript, first: Transcript, said: str, heard: str) -> Transcript:
+    """`scripted` with the words that say the number `said` replaced by the words of `first` that say
+    `heard` ("get fifty percent off" and "get 60% off" -> "get 60% off"), the punctuation after them kept;
+    unchanged when either is not found. Each word keeps the probability its hearing gave it."""
+    tokens, first_tokens = scripted.text.split(), first.text.split()
+    target, source = _number_span(tokens, said), _number_span(first_tokens, heard)
+    if target is None or source is None:
+        return scripted
+    (start, end), (first_start, first_end) = target, source
+    put = first_tokens[first_start:first_end]
+    wanted = normalise(" ".join(put)).split()
+
+    def as_heard(span: list[str]) -> list[str]:
+        return [heard if _value(word) == said else word for word in normalise(" ".join(span)).split()]
+
+    # what the first hearing wrote with its number ("60%": "60 percent") is not said twice
+    while end < len(tokens) and len(as_heard(tokens[start:end])) < len(wanted) \
+            and as_heard(tokens[start:end + 1]) == wanted[:len(as_heard(tokens[start:end + 1]))]:
+        end += 1
+    put[-1] = put[-1].rstrip(_TRAILING) + tokens[end - 1][len(tokens[end - 1].rstrip(_TRAILING)):]
+    words = [*words_of(scripted.text, scripted.words)[:start], *words_of(first.text, first.words)[first_start:first_end],
+             *words_of(scripted.text, scripted.words)[end:]]
+    text_tokens = [*tokens[:start], *put, *tokens[end:]]
+    kept = tuple(Word(token, word.probability) for token, word in zip(text_tokens, words) if word is not None)
+    return replace(scripted, text=" ".join(text_tokens), words=kept if scripted.words else ())
+
+
+_TRAILING = ",.;:!?"
+
+
+def _number_span(tokens: list[str], value: str) -> tuple[int, int] | None:
+    """The fewest tokens, first found, that say the number `value` and no other ("nine ninety-nine")."""
+    for length in range(1, 5):
+        for start in range(len(tokens) - length + 1):
+            if _numbers(" ".join(tokens[start:start + length])) == {value}:
+                return start, start + length
+    return None
 
 
 def confusions(number: str) -> list[str]:

@@ -67,7 +67,7 @@ from app.core.audit import Context, Issue, Span  # noqa: E402
 from audits import pipeline  # noqa: E402
 from audits.classify import CatalogMessage, mentions  # noqa: E402
 from audits.data import SAMPLE_RATE, Transcript  # noqa: E402
-from audits.scripts import confirmed_numbers, distinct_scripts, keeps_what_was_heard, script_for  # noqa: E402
+from audits.scripts import distinct_scripts, hearing_with_script, keeps_what_was_heard, script_for  # noqa: E402
 from audits.transcribe import shared_engine, vocabulary_prompt  # noqa: E402
 from tests.audio_fixtures import DEMO_MESSAGES, generate, make_hold  # noqa: E402
 
@@ -175,8 +175,8 @@ class WithScripts:
             script = script_for(first.text, self.scripts, self.known)
             scripted = self.engine.transcribe(clip, prompt=script) if script else None
             self.rehearings += script is not None
-            confirmed = (confirmed_numbers(scripted.text, first.text, functools.partial(self.engine.score, clip))
-                         if scripted else frozenset())
+            if scripted:
+                scripted, confirmed = hearing_with_script(first, scripted, functools.partial(self.engine.score, clip))
             heard.append(scripted if scripted and keeps_what_was_heard(first, scripted, self.known, confirmed) else first)
         return heard
 
