@@ -543,31 +543,40 @@ class FasterWhisper(Transcriber):
 
 
 def _remembering(whisper_model_class):
-    """faster-whisper's WhisperModel, remembering the windows it last encoded: a clip is scored
-    (Transcriber.score) right after it was heard, and its encoding - the costly half of Whisper, 0.7 s
-    of base's on 2 cores - is then the one its hearing made (the batched pipeline and the scoring cut the
-    same features from the same clip). Keyed by the features' digest; only the last batch is kept."""
+    """faster-whisper's WhisperModel, remembering the windows it encoded last: the encoding is the costly
+    half of Whisper (0.7 s a window with base on 2 cores), and an audit encodes the same window again
+    and again - a message's first play is heard (in a batch), heard once more with its script, its
+    words aligned, and scored (Transcriber.score). Each cuts the same features from the same clip, so a
+    window whose features were encoded lately gets that encoding back. Keyed by the features' digest;
+    the REMEMBERED_WINDOWS latest are kept."""
+    import ctranslate2
 
     class Remembering(whisper_model_class):
-        _last: tuple = ()  # ((digest, encoding), ...) of the last batch, replaced whole: safe across threads
+        _known: tuple = ()  # ((digest, encoding), ...), latest first; replaced whole: safe across threads
 
         def encode(self, features: np.ndarray):
-            output = super().encode(features)
             batch = features if features.ndim == 3 else features[None]
+            digests = [_digest(window) for window in batch]
+            known = dict(self._known)
+            if self.model.device == "cpu" and all(digest in known for digest in digests):
+                return ctranslate2.StorageView.from_array(np.stack([known[digest] for digest in digests]))
+            output = super().encode(features)
             if output.device == "cpu":
-                encoded = np.array(output)
-                self._last = tuple((_digest(window), encoded[i]) for i, window in enumerate(batch))
+                fresh = tuple(zip(digests, np.array(output)))
+                self._known = (fresh + tuple(item for item in self._known if item[0] not in digests)
+                               )[:REMEMBERED_WINDOWS]
             return output
 
         def encoded(self, window: np.ndarray) -> np.ndarray:
             """One window's encoding (positions, width), remembered or computed."""
-            digest = _digest(window)
-            for known, encoding in self._last:
-                if known == digest:
-                    return encoding
             return np.array(self.encode(window))[0]
 
     return Remembering
+
+
+# Window encodings a faster-whisper engine keeps (`_remembering`): a batch of first hearings
+# (BATCH_CLIPS) and the script hearings and scorings that follow it. 3 MB each with base.
+REMEMBERED_WINDOWS = 8
 
 
 def _digest(window: np.ndarray) -> bytes:

@@ -419,7 +419,7 @@ def speech_of(hold):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("engine_name", ["faster-whisper", "openai-whisper"])
-def test_scoring_tells_the_number_the_audio_says_from_its_confusions(numbers_hold, engine_name):
+def test_scoring_tells_the_number_the_audio_says_from_its_confusions(numbers_hold, engine_name, monkeypatch):
     """Transcriber.score, both engines: the text with the number the clip says scores above the same text
     with the numbers it is confused with, and the engines agree (same weights, same tokens)."""
     from audits.transcribe import shared_engine
@@ -434,16 +434,18 @@ def test_scoring_tells_the_number_the_audio_says_from_its_confusions(numbers_hol
         assert texts[scores.index(max(scores))] == wait.format(said), scores
         scores_of_1 = scores if index == 1 else scores_of_1
     assert engine.score(np.zeros(31 * 16000, dtype=np.float32), ["a"]) is None  # over one window
-    if engine_name == "faster-whisper":  # a clip scored right after it was heard: its hearing's encoding
+    if engine_name == "faster-whisper":  # a clip heard again and scored after it was heard: its hearing's encoding
+        from faster_whisper import WhisperModel
+
         clip, encoded = pipeline.play_clip(audio, speech, 1), []
         engine.transcribe_many([clip])
-        engine.whisper_model.encode = lambda features: encoded.append(features) or type(engine.whisper_model).encode(
-            engine.whisper_model, features)
-        try:
-            assert engine.score(clip, texts) == scores_of_1
-        finally:
-            del engine.whisper_model.encode
+        encode = WhisperModel.encode
+        monkeypatch.setattr(WhisperModel, "encode", lambda model, features: encoded.append(features) or
+                            encode(model, features))
+        assert engine.score(clip, texts) == scores_of_1
+        assert engine.transcribe_many([clip], prompt=DEMO_MESSAGES["wait-announcement"]["text"])[0].text
         assert encoded == []
+        monkeypatch.undo()
     from audits.batch import LoadingEngine  # what `holdguard audit` hears with in one process
 
     assert LoadingEngine(engine_name, "base").score(pipeline.play_clip(audio, speech, 3), texts) == scores
