@@ -12,7 +12,8 @@ same token cap) together, which gives the same text and scores as one by one, in
 Both engines run the same Whisper weights (see audits/weights.py) with the same decoding settings
 (language "en", beam search, temperature 0 only, no conditioning on previous text), so they give the
 same text: on the test audio their tokens and log-probabilities are identical. Output that looks like
-one of Whisper's known hallucinations is returned as "" (see `hallucination`).
+one of Whisper's known hallucinations is returned as "" (see `hallucination`); a clip whose beam
+search fell into a loop is decoded again greedily (see `looped`).
 
 Worker processes (audits.batch): the parent calls `prepare_model(engine, model)` once (the one-off
 conversion), workers start with the "spawn" context (torch and CTranslate2 thread pools do not
@@ -251,6 +252,16 @@ def normalise(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s']|_", " ", text.lower()).replace("'", "").split())
 
 
+def looped(transcript: Transcript) -> bool:
+    """Whether nothing of a hearing was kept because the text looped (COMPRESSION_RATIO_MAX): Whisper's
+    beam search can fall into a loop on a clip greedy decoding hears through - "Meet the new Galaxy
+    S.I.l.l.l.l.l..." with beam 5 (and 10), "Meet the new Galaxy S-Ile, to make in your old phone and
+    gain 200 dollars today." greedily (base, a Galaxy S9 promo in tests/bench/accuracy.py, no prompt).
+    Whisper itself samples again at a higher temperature; decoding greedily keeps a clip's text the
+    same every time it is heard."""
+    return not transcript.text and transcript.compression_ratio > COMPRESSION_RATIO_MAX
+
+
 def combine(decoded: list[Decoded], start_s: float, end_s: float) -> Transcript:
     """One Transcript from an engine's segments: the trusted ones' text, their token-weighted scores.
 
@@ -299,9 +310,18 @@ class Transcriber:
         samples = np.ascontiguousarray(samples, dtype=np.float32)
         if samples.ndim != 1:
             raise ValueError(f"transcribe needs mono samples (1-D), got shape {samples.shape}")
+        return self._settled(self._heard(samples, start_s, prompt, self.beam_size), samples, start_s, prompt)
+
+    def _heard(self, samples: np.ndarray, start_s: float, prompt: str | None, beam_size: int) -> Transcript:
         end_s = start_s + len(samples) / SAMPLE_RATE
-        decoded = self._decode(samples, token_limit(end_s - start_s), prompt or None) if len(samples) else []
-        transcript = combine(decoded, start_s, end_s)
+        decoded = self._decode(samples, token_limit(end_s - start_s), prompt or None, beam_size) if len(samples) else []
+        return combine(decoded, start_s, end_s)
+
+    def _settled(self, transcript: Transcript, samples: np.ndarray, start_s: float, prompt: str | None) -> Transcript:
+        """A hearing as kept: decoded again greedily when the beam search looped (`looped`), and again
+        without the prompt when it reads the prompt back (`echoes_prompt`)."""
+        if looped(transcript) and self.beam_size > 1:
+            transcript = self._heard(samples, start_s, prompt, 1)
         if echoes_prompt(transcript.text, prompt):
             return self.transcribe(samples, start_s)
         return transcript
@@ -316,10 +336,10 @@ class Transcriber:
         """How well each of `texts` reads as the words of `samples` (one window, up to 30 s): the sum of
         Whisper's log-probabilities of its tokens, each given the audio and the tokens before it (no
         prompt, no decoding). Texts that differ in one word score the audio's word apart (see
-        audits.scripts.confirmed_numbers). None for a clip longer than one window or no texts."""
+        audits.scripts.judge_numbers). None for a clip longer than one window or no texts."""
         raise NotImplementedError
 
-    def _decode(self, samples: np.ndarray, max_tokens: int, prompt: str | None = None) -> list[Decoded]:
+    def _decode(self, samples: np.ndarray, max_tokens: int, prompt: str | None, beam_size: int) -> list[Decoded]:
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -341,9 +361,9 @@ class OpenAIWhisper(Transcriber):
         torch.set_num_threads(threads)  # process-wide: torch has no per-model thread count
         self.whisper_model = load_openai_whisper(model)
 
-    def _decode(self, samples: np.ndarray, max_tokens: int, prompt: str | None = None) -> list[Decoded]:
+    def _decode(self, samples: np.ndarray, max_tokens: int, prompt: str | None, beam_size: int) -> list[Decoded]:
         result = self.whisper_model.transcribe(
-            samples, language="en", fp16=False, temperature=TEMPERATURE, beam_size=self.beam_size,
+            samples, language="en", fp16=False, temperature=TEMPERATURE, beam_size=beam_size,
             sample_len=max_tokens, initial_prompt=prompt,
             condition_on_previous_text=False,
             no_speech_threshold=None,  # keep every window: our guard decides, the same for both engines
@@ -423,9 +443,9 @@ class FasterWhisper(Transcriber):
         except (RuntimeError, ValueError, OSError) as error:
             raise ModelError(f"{model_dir}: faster-whisper cannot load it ({str(error).strip()})") from error
 
-    def _decode(self, samples: np.ndarray, max_tokens: int, prompt: str | None = None) -> list[Decoded]:
+    def _decode(self, samples: np.ndarray, max_tokens: int, prompt: str | None, beam_size: int) -> list[Decoded]:
         segments, _info = self.whisper_model.transcribe(
-            samples, language="en", temperature=TEMPERATURE, beam_size=self.beam_size, max_new_tokens=max_tokens,
+            samples, language="en", temperature=TEMPERATURE, beam_size=beam_size, max_new_tokens=max_tokens,
             initial_prompt=prompt,
             condition_on_previous_text=False, no_speech_threshold=None, vad_filter=False)
         segments = list(segments)
@@ -485,8 +505,8 @@ class FasterWhisper(Transcriber):
                 for i, decoded in zip(batch, self._decode_batch([clips[i] for i in batch], cap, prompt or None)):
                     if decoded is not None:  # None: unfinished, heard alone below
                         heard[i] = combine(decoded, starts_s[i], starts_s[i] + len(clips[i]) / SAMPLE_RATE)
-        return [transcript if transcript is not None and not echoes_prompt(transcript.text, prompt)
-                else self.transcribe(clip, start_s, None if transcript is not None else prompt)
+        return [self.transcribe(clip, start_s, prompt) if transcript is None  # unfinished: heard alone
+                else self._settled(transcript, clip, start_s, prompt)
                 for transcript, clip, start_s in zip(heard, clips, starts_s)]
 
     def _decode_batch(self, clips: list[np.ndarray], max_tokens: int,

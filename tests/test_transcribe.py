@@ -5,7 +5,7 @@ from rapidfuzz import fuzz
 
 from app.core.audit import LOW_CONFIDENCE_WORD, Message
 from audits.data import SAMPLE_RATE
-from audits.transcribe import Decoded, ModelError, hallucination, load_engine, normalise, shared_engine
+from audits.transcribe import Decoded, ModelError, Transcriber, hallucination, load_engine, normalise, shared_engine
 from tests.speech import speak
 
 SENTENCE = "Upgrade to the brand new Galaxy S7 today"
@@ -230,3 +230,64 @@ def test_a_clip_is_heard_the_same_in_a_batch_alone_and_with_another_thread_count
                 [word.probability for word in other.words], abs=0.011)
         assert batched.avg_logprob == pytest.approx(single.avg_logprob, abs=1e-3)
         assert batched.avg_logprob == pytest.approx(threaded.avg_logprob, abs=1e-3)
+
+
+class Scripted(Transcriber):
+    """An engine whose decodings are given per beam size, to follow what `transcribe` does with them."""
+
+    engine = "scripted"
+
+    def __init__(self, by_beam: dict[int, str], beam_size: int = 5):
+        super().__init__("none", beam_size, 1)
+        self.by_beam, self.asked = by_beam, []
+
+    def _decode(self, samples, max_tokens, prompt, beam_size):
+        self.asked.append(beam_size)
+        text = self.by_beam[beam_size]
+        return [Decoded(text, -0.2, 0.1, len(text) / max(len(set(text)), 1), len(text.split()))]
+
+
+LOOP = " Meet the new Galaxy S" + ".I.l" * 30
+
+
+def test_a_hearing_lost_to_a_loop_is_decoded_again_greedily():
+    clip = np.zeros(SAMPLE_RATE, np.float32)
+    engine = Scripted({5: LOOP, 1: " Meet the new Galaxy S9."})
+    assert engine.transcribe(clip).text == "Meet the new Galaxy S9." and engine.asked == [5, 1]
+    looping = Scripted({5: LOOP, 1: LOOP})  # greedy loops too: nothing kept, as before
+    assert looping.transcribe(clip).text == "" and looping.asked == [5, 1]
+    greedy = Scripted({1: LOOP}, beam_size=1)  # nothing else to try
+    assert greedy.transcribe(clip).text == "" and greedy.asked == [1]
+    heard = Scripted({5: " Thank you for your patience.", 1: "never asked"})
+    assert heard.transcribe(clip).text == "Thank you for your patience." and heard.asked == [5]
+
+
+@pytest.fixture(scope="module")
+def looping_clip(tmp_path_factory):
+    """The Galaxy S9 promo of tests/bench/accuracy.py's en-us+f3 hold, cut as the pipeline cuts it."""
+    from audits import pipeline, segment
+    from audits.audio import load
+    from tests.audio_fixtures import make_hold
+    from tests.bench.accuracy import CONDITIONS, MESSAGES, TIMELINE
+
+    _label, voice, speed, noise = CONDITIONS[2]
+    hold = make_hold(tmp_path_factory.mktemp("looping"), TIMELINE, name="hold-en-us-f3-165-wpm", messages=MESSAGES,
+                     voice=voice, speed_wpm=speed, noise_dbfs=noise, seed=3)
+    audio = load(hold.path)
+    return pipeline.play_clip(audio, [span for span in segment.split(audio) if span.kind == "speech"], 3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_a_clip_the_beam_search_loops_on_is_heard_greedily(engine_name, looping_clip, monkeypatch):
+    """Heard without a prompt, base's beam search loops on it ("Meet the new Galaxy S.I.l.l.l...",
+    rejected as repetition) in both engines; the promo is heard greedily instead of lost."""
+    engine, asked = shared_engine(engine_name, "base"), []
+    decode = engine._decode
+    monkeypatch.setattr(engine, "_decode", lambda *args: asked.append(args[-1]) or decode(*args))
+    heard = engine.transcribe(looping_clip)
+    assert asked == [engine.beam_size, 1], asked  # the beam search's text was rejected as a loop
+    assert normalise(heard.text).startswith("meet the new galaxy"), heard.text
+    if engine_name == "faster-whisper":  # decoded in a batch, then alone greedily: the same
+        asked.clear()
+        assert engine.transcribe_many([looping_clip])[0].text == heard.text and asked == [1]
