@@ -204,6 +204,16 @@ def kinds_named(text: str) -> list[str]:
     return names
 
 
+# How a promo's cue names the products read from its text (classify_messages, products_read).
+READ_FROM_TEXT = "read from the text (no catalog or known name): "
+
+
+def products_read(cue: str) -> list[str]:
+    """The products a message's cue says were read from its text, no list vouching for their spelling."""
+    _, said, names = cue.partition(READ_FROM_TEXT)
+    return names.split(", ") if said else []
+
+
 def classify_messages(messages: list[Message], known_products=(), texts_heard: dict[str, list[str]] | None = None,
                       catalog: tuple[CatalogMessage, ...] | list[CatalogMessage] = ()) -> list[Message]:
     """Each message with its category, cue and products (products only for promos).
@@ -231,8 +241,7 @@ def classify_messages(messages: list[Message], known_products=(), texts_heard: d
             products = extract_products(message.text, known_products, heard, found=sold)
             read = [product for product in products if product not in sold and product not in known_products]
             if read:  # no list vouches for these: a reader should know they are Whisper's spelling
-                cue += f"; {'products' if len(read) > 1 else 'product'} read from the text (no catalog or known " \
-                       f"name): {', '.join(read)}"
+                cue += f"; {'products' if len(read) > 1 else 'product'} {READ_FROM_TEXT}{', '.join(read)}"
         classified.append(replace(message, category=category, cue=cue, products=products))
     return classified
 

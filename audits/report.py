@@ -13,7 +13,7 @@ inlined, an inline SVG timeline, no scripts, no external assets.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from html import escape
 from pathlib import PurePath
@@ -22,7 +22,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from app.core.audit import LOW_CONFIDENCE_WORD, AuditResult
-from audits.classify import mentions
+from audits.classify import mentions, products_read
 from audits.messages import normalise
 from audits.pipeline import LOW_CONFIDENCE_LOGPROB
 from audits.rules import clock
@@ -147,18 +147,22 @@ class ProductHeard:
     in_text: bool  # False: the product came from another play's hearing or the hold flow
     words: tuple[int, int] | None = None  # [first, last) of text.split(), for a misheard name
     heard: str = ""  # those words, as shown: "Galaxy S fan"
+    read: bool = False  # no catalog or known name vouches for it: the name as Whisper spelled it
 
     def shown(self) -> str:
         if self.words is not None:
             return f"heard '{self.heard}' → {self.product}"
         if not self.in_text:
             return f"{self.product} (not in this transcript: from another play or the hold flow)"
+        if self.read:
+            return f"{self.product} (as heard: no catalog or known name)"
         return self.product
 
 
 def products_heard(message) -> list[ProductHeard]:
     """Each product of the message with how its transcript said it (see ProductHeard)."""
-    return [product_heard(message.text, product) for product in message.products]
+    read = products_read(message.cue)
+    return [replace(product_heard(message.text, product), read=product in read) for product in message.products]
 
 
 def product_heard(text: str, product: str) -> ProductHeard:

@@ -68,3 +68,16 @@ def test_a_transcript_heard_surely_word_by_word_has_no_word_marks():
     for fmt in ("md", "html"):
         report = render([audited(HEARD, -0.35, promo_words=heard(HEARD))], fmt)
         assert "(?)" not in report and 'class="unsure"' not in report
+
+
+def test_a_product_read_from_the_text_says_no_list_vouches_for_its_spelling():
+    """Without a catalog a promo's product is the name its text says ("Galaxy S1" for a Galaxy S9 base
+    misheard): the reports say it is as heard, where a catalog or known name is shown plain."""
+    result = audited("Meet the new Galaxy S1, trade in your old home and save 200 dollars per day.", -0.5)
+    (promo,) = [m for m in result.messages if m.category == "promo"]
+    assert promo.products == ["Galaxy S1"] and "read from the text" in promo.cue
+    for fmt in ("md", "html"):
+        assert "Galaxy S1 (as heard: no catalog or known name)" in render([result], fmt)
+    assert json.loads(render([result], "json"))["messages"][0]["products"] == ["Galaxy S1"]  # unchanged
+    report = render([audited(HEARD, -0.35)], "md")  # the caller's own product: a known name
+    assert "| Galaxy S7 |" in report and "as heard" not in report

@@ -303,6 +303,17 @@ def test_an_audit_stored_before_confidence_was_kept_shows_no_marks(client, db, t
     assert "Products: Galaxy S7</p>" in page
 
 
+def test_audit_page_says_a_product_read_from_the_text_is_as_heard(client, db, tmp_path):
+    """Stored and shown again: the cue keeps which names no catalog or known name vouches for."""
+    from audits.classify import READ_FROM_TEXT
+
+    result = audit_result(str(tmp_path / "hold.wav"), promo_text="Meet the new Galaxy S1 today.")
+    promo = result.messages[1]
+    promo.products, promo.cue = ["Galaxy S1"], f'sells: "meet the new"; product {READ_FROM_TEXT}Galaxy S1'
+    page = client.get(f"/audits/{save_audit(db, result)}").text
+    assert "Products: Galaxy S1 (as heard: no catalog or known name)</p>" in page
+
+
 def test_audit_page_marks_each_word_whisper_was_unsure_of_and_an_older_audit_none(client, db, tmp_path):
     result = audit_result(str(tmp_path / "hold.wav"), promo_text="Upgrade to the brand new Galaxy <S7> today.")
     promo = result.messages[1]
