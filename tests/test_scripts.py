@@ -6,11 +6,14 @@ mishears comes out as its script, and where the audio says another model or pric
 audio's stands - the caller's own product is never named from the script alone.
 """
 import functools
+import hashlib
 import uuid
 from dataclasses import replace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.core.audit import Context, Issue, Span, Word
 from audits import fingerprint, library, pipeline
@@ -483,3 +486,28 @@ def test_a_number_the_first_hearing_missed_comes_from_the_script_only_where_the_
     for (_, first), hearing, numbers_said in zip([(0, missed_notice), (1, missed_wait)] * 2, heard, said):
         if keeps_what_was_heard(Transcript(0, 0, first), hearing.transcript, [], hearing.confirmed):
             assert _numbers(hearing.transcript.text) - {"4"} == numbers_said, texts
+
+
+WORDS = ["for", "only", "a", "month", "the", "Home", "Protection", "Plan", "caller", "number", "seven,", "nine",
+         "ninety-nine", "fifty", "percent", "60%", "$9.99", "99.9", "S7", "S9.", "10", "eight", "eighteen", "PM"]
+
+
+@given(scripted=st.lists(st.sampled_from(WORDS), max_size=14), first=st.lists(st.sampled_from(WORDS), max_size=14),
+       seed=st.integers(0, 2 ** 16))
+@settings(max_examples=300, deadline=None)
+def test_a_scripted_hearing_kept_says_no_number_the_audio_did_not_prefer_or_the_first_did_not_hear(scripted, first,
+                                                                                                   seed):
+    """Whatever the hearings and however the clip scores them: the hearing kept says only numbers the first
+    hearing heard or the audio confirmed, and every word of it has its probability."""
+    def hearing(words: list[str], probability: float) -> Transcript:
+        return Transcript(0, 0, " ".join(words), words=tuple(Word(word, probability) for word in words))
+
+    def score(texts):  # any clip: a score per text, the same text the same score
+        return [float(int(hashlib.sha256(f"{seed} {text}".encode()).hexdigest()[:6], 16)) for text in texts]
+
+    first_heard = hearing(first, 0.4)
+    kept, confirmed = hearing_with_script(first_heard, hearing(scripted, 0.9), score)
+    assert [word.text for word in kept.words] == kept.text.split()
+    assert {word.probability for word in kept.words} <= {0.9, 0.4}
+    if keeps_what_was_heard(first_heard, kept, [], confirmed):
+        assert _numbers(kept.text) <= _numbers(first_heard.text) | confirmed
