@@ -86,6 +86,8 @@ def _numbers_to_digits(words: list[str]) -> list[str]:
         elif word in _UNITS or word in _TENS:
             if head is not None and (word in _TENS or current % 10):
                 flush()
+            elif in_number and head is None and not _continues(current, word, last_was_unit):
+                flush()  # "press one, two or three": three numbers, not six
             current += _UNITS.get(word, 0) + _TENS.get(word, 0)
             in_number, last_was_unit = True, word in _UNITS
         elif word in _SCALES and in_number and head is None:
@@ -102,6 +104,15 @@ def _numbers_to_digits(words: list[str]) -> list[str]:
             out.append(word)
     flush()
     return out
+
+
+def _continues(current: int, word: str, last_was_unit: bool) -> bool:
+    """Whether a unit or tens word goes on with the number read so far: "twenty" "one", "hundred"
+    "twenty", "thousand" "five"; not a unit after a unit ("seven, nine") nor a tens word after tens."""
+    below_hundred = current % 100
+    if last_was_unit or word in _TENS:
+        return not last_was_unit and below_hundred == 0
+    return below_hundred == 0 or (below_hundred % 10 == 0 and _UNITS[word] < 10)
 
 
 def numbers(normalised: str) -> set[str]:

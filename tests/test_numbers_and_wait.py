@@ -22,6 +22,13 @@ def test_prices_said_the_short_way_read_as_written_ones(spoken, written, number)
     ("two thousand and five", "2005"),
     ("number four in line", "number 4 in line"),
     ("you are caller number seven", "you are caller number 7"),
+    # numbers side by side are read apart: a unit after a unit, tens after tens (each was summed: "3 or 3")
+    ("press one, two or three", "press 1 2 or 3"),
+    ("caller number seven, nine minutes", "caller number 7 9 minutes"),
+    ("twenty twenty", "20 20"),
+    ("one hundred ten four", "110 4"),
+    ("two thousand twenty four", "2024"),
+    ("one hundred one", "101"),
 ])
 def test_normalise_numbers(text, expected):
     assert normalise(text) == expected
