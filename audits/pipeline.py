@@ -387,7 +387,7 @@ def transcribe_plays(audio: Audio, speech: list[Span], indices: Iterable[int], t
         batch = indices[first: first + BATCH_CLIPS]
         bounds = [clip_bounds_s(speech, i, audio.duration_s) for i in batch]
         vocabulary = {"prompt": prompt} if prompt else {}
-        heard = transcriber.transcribe_many([play_clip(audio, speech, i) for i in batch],
+        heard = transcriber.transcribe_many([_cut(audio, start_s, end_s) for start_s, end_s in bounds],
                                             [start_s for start_s, _ in bounds], **vocabulary)
         transcripts += [replace(text, start_s=speech[i].start_s, end_s=speech[i].end_s)  # a play is its segment
                         for i, text in zip(batch, heard)]
@@ -415,7 +415,10 @@ def transcribe_with_scripts(audio: Audio, speech: list[Span], indices: list[int]
 
 def play_clip(audio: Audio, speech: list[Span], index: int):
     """The samples the engine hears of speech segment `index` (`clip_bounds_s`)."""
-    start_s, end_s = clip_bounds_s(speech, index, audio.duration_s)
+    return _cut(audio, *clip_bounds_s(speech, index, audio.duration_s))
+
+
+def _cut(audio: Audio, start_s: float, end_s: float):
     return audio.samples[_sample(start_s):_sample(end_s)]
 
 

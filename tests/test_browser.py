@@ -160,6 +160,17 @@ def test_audit_page_in_chromium_marks_what_whisper_was_unsure_of(live_server, br
     assert page.locator("ol.transcript mark.heard-as").count() == 2  # both plays
 
 
+def test_audit_page_in_chromium_says_a_product_read_from_the_text_is_as_heard(live_server, browser, db_path, tmp_path):
+    from audits.classify import READ_FROM_TEXT
+
+    result = hold_audit(hold_wav(tmp_path / "hold.wav"))
+    (promo,) = result.messages
+    promo.text, promo.products = "Meet the new Galaxy S1 today.", ["Galaxy S1"]
+    promo.cue = f'sells: "meet the new"; product {READ_FROM_TEXT}Galaxy S1'
+    products = open_audit_page(live_server, browser, db_path, result).locator("#message-m1 p.products")
+    assert products.is_visible() and products.inner_text() == "Products: Galaxy S1 (as heard: no catalog or known name)"
+
+
 def test_audit_page_in_chromium_marks_each_word_whisper_was_unsure_of(live_server, browser, db_path, tmp_path):
     result = hold_audit(hold_wav(tmp_path / "hold.wav"))
     (promo,) = result.messages
