@@ -348,7 +348,8 @@ def _hear(plans: dict, paths: dict[int, Path], prompt: str | None, scripts: list
     def heard(name: str, asked_per_plan: list, take, with_scripts: bool = False) -> None:
         asked = dict(zip(plans, asked_per_plan))
         works = [Hear(index, paths[index], plans[index].survey.speech, [play for play, *_ in mine], prompt,
-                      *([[script for *_, script in mine], pipeline.firsts(mine)] if with_scripts else []))
+                      **({"scripts": [script for *_, script in mine], "firsts": pipeline.firsts(mine)}
+                         if with_scripts else {}))
                  for index, mine in asked.items() if mine]
         for done, outcome in enumerate(run(works, **options) if works else (), start=1):
             options["progress"].set_postfix_str(f"{name} {done}/{len(works)}")

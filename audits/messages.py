@@ -110,8 +110,10 @@ def _continues(current: int, word: str, last_was_unit: bool) -> bool:
     """Whether a unit or tens word goes on with the number read so far: "twenty" "one", "hundred"
     "twenty", "thousand" "five"; not a unit after a unit ("seven, nine") nor a tens word after tens."""
     below_hundred = current % 100
-    if last_was_unit or word in _TENS:
-        return not last_was_unit and below_hundred == 0
+    if last_was_unit:
+        return False
+    if word in _TENS:
+        return below_hundred == 0
     return below_hundred == 0 or (below_hundred % 10 == 0 and _UNITS[word] < 10)
 
 

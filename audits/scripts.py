@@ -178,9 +178,12 @@ def put_back(scripted: Transcript, first: Transcript, said: str, heard: str) -> 
         return [heard if _value(word) == said else word for word in normalise(" ".join(span)).split()]
 
     # what the first hearing wrote with its number ("60%": "60 percent") is not said twice
-    while end < len(tokens) and len(as_heard(tokens[start:end])) < len(wanted) \
-            and as_heard(tokens[start:end + 1]) == wanted[:len(as_heard(tokens[start:end + 1]))]:
-        end += 1
+    replaced = as_heard(tokens[start:end])
+    while end < len(tokens) and len(replaced) < len(wanted):
+        longer = as_heard(tokens[start:end + 1])
+        if longer != wanted[:len(longer)]:
+            break
+        replaced, end = longer, end + 1
     put[-1] = put[-1].rstrip(_TRAILING) + tokens[end - 1][len(tokens[end - 1].rstrip(_TRAILING)):]
     scripted_words = words_of(scripted.text, scripted.words)
     words = [*scripted_words[:start], *words_of(first.text, first.words)[first_start:first_end], *scripted_words[end:]]
